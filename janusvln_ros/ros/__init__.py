@@ -1,0 +1,1 @@
+"""The thin ROS 2 adapter around the engine."""

@@ -1,0 +1,26 @@
+"""Test-session environment: loopback-only ROS 2 in a private domain, offline Hugging Face.
+
+Set at import time, before any rclpy participant exists. Subprocesses (nodes started by tests)
+inherit these variables; PYTHONPATH points them at this source tree, so console scripts in the
+virtual environment run the code under test.
+"""
+
+import os
+import pathlib
+import random
+import sys
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(1, 101)))
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ['ROS_LOCALHOST_ONLY'] = '1'
+os.environ.setdefault('AMENT_PREFIX_PATH', sys.prefix)
+os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(REPO_ROOT / 'config' / 'fastdds_shm.xml'))
+os.environ['HF_HUB_OFFLINE'] = '1'
+os.environ['TRANSFORMERS_OFFLINE'] = '1'
+os.environ.setdefault('MUJOCO_GL', 'egl')
+os.environ.setdefault('PYOPENGL_PLATFORM', os.environ['MUJOCO_GL'])
+_pp = os.environ.get('PYTHONPATH', '')
+if str(REPO_ROOT) not in _pp.split(os.pathsep):
+    os.environ['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO_ROOT), _pp) if p)
