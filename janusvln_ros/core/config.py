@@ -1,4 +1,4 @@
-"""Engine configuration: a validated, frozen dataclass (the ROS parameters are declared from it)."""
+"""Engine configuration: a validated frozen dataclass; ROS parameters are declared from it."""
 
 from __future__ import annotations
 
@@ -78,7 +78,8 @@ class EngineConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f'{name}: expected an integer >= {low}, got {value!r}')
         if self.script_step_delay_s < 0:
-            raise ConfigError(f'script_step_delay_s: expected >= 0, got {self.script_step_delay_s}')
+            raise ConfigError(
+                f'script_step_delay_s: expected >= 0, got {self.script_step_delay_s}')
 
     @property
     def resolved_vggt_device(self) -> str:
