@@ -1,0 +1,209 @@
+"""Discrete action to velocity commands: timed (open loop) or closed loop on odometry.
+
+The :class:`ActionExecutor` is a small thread-safe state machine. The worker thread starts a
+primitive with :meth:`ActionExecutor.execute` and waits in :meth:`ActionExecutor.wait_idle`; the
+node's control timer calls :meth:`ActionExecutor.command` at ``control_rate_hz`` and publishes
+the returned velocities; the odometry callback feeds :meth:`ActionExecutor.update_odometry`.
+Time is whatever clock the caller passes (the node's ROS clock, so simulated time works).
+Anything unexpected (stale odometry, timeout, :meth:`stop`) ends the primitive with zero velocity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+
+from janusvln_ros.core.node_config import MotionConfig
+from janusvln_ros.core.types import Action
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class MotionCommand:
+    """A velocity command.
+
+    Attributes:
+        linear: Forward speed in m/s.
+        angular: Yaw rate in rad/s (positive = left).
+        active: True while a primitive is executing.
+    """
+
+    linear: float = 0.0
+    angular: float = 0.0
+    active: bool = False
+
+
+ZERO = MotionCommand()
+
+
+@dataclasses.dataclass(frozen=True)
+class PrimitiveOutcome:
+    """How the last primitive ended.
+
+    Attributes:
+        action: The primitive's action.
+        completed: True if the distance/angle or duration was reached.
+        reason: ``'done'``, or why it was aborted.
+        sequence: 1-based count of primitives ended so far.
+    """
+
+    action: Action
+    completed: bool
+    reason: str
+    sequence: int
+
+
+def wrap_angle(angle: float) -> float:
+    """Wrap an angle in radians to ``[-pi, pi)``."""
+    return (angle + math.pi) % (2.0 * math.pi) - math.pi
+
+
+class ActionExecutor:
+    """Executes one discrete action at a time and reports when it has finished."""
+
+    def __init__(self, config: MotionConfig) -> None:
+        """Create an idle executor."""
+        self._config = config
+        self._cond = threading.Condition()
+        self._action: Action | None = None
+        self._pending_start = False
+        self._start_t = 0.0
+        self._start_pose: tuple[float, float, float] | None = None
+        self._pose: tuple[float, float, float] | None = None
+        self._pose_t: float | None = None
+        self._ended = 0
+        self._last_outcome: PrimitiveOutcome | None = None
+
+    @property
+    def config(self) -> MotionConfig:
+        """The current motion configuration."""
+        return self._config
+
+    def update_config(self, config: MotionConfig) -> None:
+        """Use a new configuration from the next primitive on."""
+        with self._cond:
+            self._config = config
+
+    @property
+    def busy(self) -> bool:
+        """True while a primitive is executing."""
+        with self._cond:
+            return self._action is not None
+
+    @property
+    def last_outcome(self) -> PrimitiveOutcome | None:
+        """How the most recent primitive ended (None before the first one)."""
+        with self._cond:
+            return self._last_outcome
+
+    @property
+    def ended_count(self) -> int:
+        """Number of primitives that have ended (completed or aborted)."""
+        with self._cond:
+            return self._ended
+
+    def execute(self, action: Action) -> None:
+        """Start a primitive; STOP only ends any running one.
+
+        The primitive starts at the next :meth:`command` call (its time origin), so a delayed
+        control timer never shortens it.
+        """
+        with self._cond:
+            if self._action is not None:
+                self._end_locked(False, 'replaced by a new action')
+            if action == Action.STOP:
+                return
+            self._action = Action(action)
+            self._pending_start = True
+            self._start_pose = None
+
+    def stop(self, reason: str = 'stopped') -> bool:
+        """Abort the running primitive (if any); returns True if one was running."""
+        with self._cond:
+            if self._action is None:
+                return False
+            self._end_locked(False, reason)
+            return True
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no primitive is executing; returns False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._action is None, timeout)
+
+    def update_odometry(self, x: float, y: float, yaw: float, now: float) -> None:
+        """Record the robot pose (odometry frame, metres and radians) at time ``now`` (s)."""
+        with self._cond:
+            self._pose = (float(x), float(y), float(yaw))
+            self._pose_t = now
+            if self._action is not None and self._config.motion_mode == 'odometry' \
+                    and not self._pending_start:
+                self._check_odometry_locked(now)
+
+    def command(self, now: float) -> MotionCommand:
+        """Advance the state machine to time ``now`` (s) and return the velocity to publish."""
+        with self._cond:
+            if self._action is None:
+                return ZERO
+            cfg = self._config
+            if self._pending_start:
+                self._pending_start = False
+                self._start_t = now
+                if cfg.motion_mode == 'odometry':
+                    if self._pose is None or self._pose_t is None \
+                            or now - self._pose_t > cfg.odometry_stale_s:
+                        self._end_locked(False, 'no fresh odometry')
+                        return ZERO
+                    self._start_pose = self._pose
+            if cfg.motion_mode == 'timed':
+                if now - self._start_t >= self._duration_locked() - 1e-9:
+                    self._end_locked(True, 'done')
+                    return ZERO
+            else:
+                if now - self._start_t > cfg.odometry_timeout_s:
+                    self._end_locked(False, 'odometry timeout')
+                    return ZERO
+                if self._pose_t is None or now - self._pose_t > cfg.odometry_stale_s:
+                    self._end_locked(False, 'odometry stale')
+                    return ZERO
+                self._check_odometry_locked(now)
+                if self._action is None:
+                    return ZERO
+            return self._velocity_locked()
+
+    def _duration_locked(self) -> float:
+        cfg = self._config
+        if self._action == Action.MOVE_FORWARD:
+            return cfg.forward_distance_m / cfg.linear_speed_mps
+        return cfg.turn_angle_rad / cfg.angular_speed_radps
+
+    def _velocity_locked(self) -> MotionCommand:
+        cfg = self._config
+        if self._action == Action.MOVE_FORWARD:
+            return MotionCommand(cfg.linear_speed_mps, 0.0, True)
+        sign = 1.0 if self._action == Action.TURN_LEFT else -1.0
+        return MotionCommand(0.0, sign * cfg.angular_speed_radps, True)
+
+    def _check_odometry_locked(self, now: float) -> None:
+        if self._start_pose is None or self._pose is None:
+            return
+        x0, y0, yaw0 = self._start_pose
+        x, y, yaw = self._pose
+        if self._action == Action.MOVE_FORWARD:
+            reached = math.hypot(x - x0, y - y0) >= self._config.forward_distance_m
+        else:
+            reached = abs(wrap_angle(yaw - yaw0)) >= self._config.turn_angle_rad
+        if reached:
+            self._end_locked(True, 'done')
+
+    def _end_locked(self, completed: bool, reason: str) -> None:
+        assert self._action is not None
+        self._ended += 1
+        self._last_outcome = PrimitiveOutcome(self._action, completed, reason, self._ended)
+        if not completed:
+            logger.info('primitive %s aborted: %s', self._action.name, reason)
+        self._action = None
+        self._pending_start = False
+        self._cond.notify_all()

@@ -1,0 +1,124 @@
+"""Image conversion (numpy level), YAML defaults in sync with the dataclasses, pure core."""
+
+import dataclasses
+import pathlib
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+import yaml
+
+from janusvln_ros.core.config import EngineConfig
+from janusvln_ros.core.errors import InputError
+from janusvln_ros.core.node_config import MotionConfig, NodeConfig, TUNABLE_FIELDS
+from janusvln_ros.ros import conversions
+from janusvln_ros.ros.conversions import image_to_rgb, rgb_to_image
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def fake(encoding, h, w, step, data):
+    return types.SimpleNamespace(encoding=encoding, height=h, width=w, step=step, data=data,
+                                 is_bigendian=0)
+
+
+@pytest.mark.skipif(conversions._BRIDGE is not None, reason='cv_bridge in use')
+@pytest.mark.parametrize('encoding', ['rgb8', 'bgr8', 'rgba8', 'bgra8'])
+@pytest.mark.parametrize('padding', [0, 5])
+def test_colour_encodings_round_trip(encoding, padding):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    msg = rgb_to_image(rgb, encoding, step_padding=padding)
+    assert msg.step == 9 * (4 if 'a' in encoding else 3) + padding
+    out = image_to_rgb(msg)
+    assert out.shape == (7, 9, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+    assert np.array_equal(out, rgb)
+    assert out.flags.writeable and not np.shares_memory(out, np.frombuffer(msg.data, np.uint8))
+
+
+def test_manual_layouts_and_mono():
+    # bgr8 with a padded step written by hand: pixel (0, 1) = B,G,R = 1,2,3
+    row = bytes([0, 0, 0, 1, 2, 3, 99, 99])
+    out = image_to_rgb(fake('bgr8', 2, 2, 8, row * 2))
+    assert out[0, 1].tolist() == [3, 2, 1] and out[1, 0].tolist() == [0, 0, 0]
+    mono = image_to_rgb(fake('mono8', 2, 3, 4, bytes([10, 20, 30, 0, 40, 50, 60, 0])))
+    assert mono[:, :, 0].tolist() == [[10, 20, 30], [40, 50, 60]]
+    assert np.array_equal(mono[:, :, 0], mono[:, :, 2])
+    # works on numpy buffers too (rosbags messages)
+    arr = np.frombuffer(bytes(range(12)), np.uint8)
+    assert image_to_rgb(fake('rgb8', 2, 2, 6, arr))[1, 1].tolist() == [9, 10, 11]
+
+
+@pytest.mark.parametrize('msg, reason', [
+    (fake('yuv422', 2, 2, 4, b'\0' * 8), 'not supported'),
+    (fake('16UC1', 2, 2, 4, b'\0' * 8), 'not supported'),
+    (fake('rgb8', 0, 0, 0, b''), 'zero size'),
+    (fake('rgb8', 2, 2, 5, b'\0' * 10), 'smaller than width'),
+    (fake('rgb8', 2, 2, 6, b'\0' * 11), 'truncated'),
+    (fake('rgb8', 2, 2, 6, b'\0' * 13), 'size mismatch'),
+])
+def test_rejections(msg, reason):
+    with pytest.raises(InputError, match=reason):
+        image_to_rgb(msg)
+
+
+def test_status_and_cmd_vel_conversions():
+    from janusvln_ros.core.types import Action
+    from janusvln_ros.core.worker import EpisodeSnapshot, EpisodeState
+    snap = EpisodeSnapshot(episode_id=3, instruction='go', state=EpisodeState.NAVIGATING,
+                           step=5, last_action=Action.TURN_RIGHT, raw_output='turn right',
+                           step_latency_ms=12.5, spatial_memory_frames=5,
+                           spatial_memory_capacity=56, message='m')
+    msg = conversions.snapshot_to_status(snap)
+    assert (msg.episode_id, msg.state, msg.step, msg.last_action) == (3, 1, 5, 3)
+    assert msg.spatial_memory_capacity == 56 and msg.message == 'm'
+    tw = conversions.make_cmd_vel(0.25, -0.5, stamped=True, frame_id='base')
+    assert tw.twist.linear.x == 0.25 and tw.twist.angular.z == -0.5
+    assert tw.header.frame_id == 'base'
+    assert conversions.make_cmd_vel(0.1, 0.0, stamped=False).linear.x == 0.1
+
+
+def test_yaml_defaults_match_the_dataclasses():
+    doc = yaml.safe_load((REPO / 'config' / 'janusvln.yaml').read_text())
+    params = doc['/**/janusvln']['ros__parameters']
+    expected = {f.name: f.default for cls in (EngineConfig, NodeConfig, MotionConfig)
+                for f in dataclasses.fields(cls)}
+    assert params == expected
+    assert TUNABLE_FIELDS <= set(expected)
+    assert not TUNABLE_FIELDS & {'model_path', 'device', 'dtype', 'engine'}
+
+
+def test_field_descriptions_cover_every_field():
+    from janusvln_ros.ros.params import field_descriptions
+    for cls in (EngineConfig, NodeConfig, MotionConfig):
+        docs = field_descriptions(cls)
+        assert set(docs) == {f.name for f in dataclasses.fields(cls)}, cls
+        assert all(len(text) > 10 for text in docs.values())
+
+
+def test_core_and_model_import_without_ros():
+    """Every janusvln_ros.core and janusvln_ros.model module imports with rclpy blocked."""
+    code = """
+import importlib, pkgutil, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        root = name.split('.')[0]
+        if root in ('rclpy', 'rosidl_runtime_py', 'launch', 'launch_ros') or \\
+                root.endswith('_msgs') or root.endswith('_srvs') or root.endswith('_interfaces'):
+            raise ImportError('blocked in this test: ' + name)
+sys.meta_path.insert(0, Block())
+import janusvln_ros.core, janusvln_ros.model
+names = []
+for pkg in (janusvln_ros.core, janusvln_ros.model):
+    for info in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + '.'):
+        importlib.import_module(info.name)
+        names.append(info.name)
+assert not [m for m in sys.modules if m.split('.')[0] == 'rclpy']
+print(len(names))
+"""
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert int(out.stdout.strip()) >= 8
