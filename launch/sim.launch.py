@@ -1,0 +1,61 @@
+r"""Run janusvln_node in the built-in MuJoCo world (sim_bridge_node), as ``janusvln demo`` does.
+
+Starts ``sim_bridge_node`` (publishes /camera/image_raw, /camera/camera_info, /odom,
+/ground_truth/odom, /clock and /episode/instruction; subscribes /cmd_vel) and the node through
+``janusvln.launch.py`` with ``use_sim_time`` and its image topic remapped to the bridge's.
+
+Arguments: ``episode_id`` (built-in episode, default ep10), ``width``/``height`` (camera),
+``model_path``, ``device``, ``params_file``. Example::
+
+    ros2 launch janusvln_ros sim.launch.py model_path:=/models/JanusVLN_Extra
+    ros2 topic echo --once /episode/instruction
+    ros2 service call /set_instruction janusvln_interfaces/srv/SetInstruction \
+        "{instruction: '<the instruction>', reset_memory: true}"
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    """Declare the arguments, the simulator and the node."""
+    share = FindPackageShare('janusvln_ros')
+    bridge = Node(
+        package='janusvln_ros',
+        executable='sim_bridge_node',
+        name='sim_bridge',
+        parameters=[{
+            'episode_id': LaunchConfiguration('episode_id'),
+            'width': ParameterValue(LaunchConfiguration('width'), value_type=int),
+            'height': ParameterValue(LaunchConfiguration('height'), value_type=int),
+        }],
+        output='screen',
+    )
+    node = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(PathJoinSubstitution([share, 'launch',
+                                                            'janusvln.launch.py'])),
+        launch_arguments={
+            'image_topic': '/camera/image_raw',
+            'cmd_vel_topic': '/cmd_vel',
+            'use_sim_time': 'true',
+            'model_path': LaunchConfiguration('model_path'),
+            'device': LaunchConfiguration('device'),
+            'params_file': LaunchConfiguration('params_file'),
+        }.items())
+    return LaunchDescription([
+        DeclareLaunchArgument('episode_id', default_value='ep10',
+                              description='built-in episode (ep00..ep19)'),
+        DeclareLaunchArgument('width', default_value='224', description='camera width'),
+        DeclareLaunchArgument('height', default_value='224', description='camera height'),
+        DeclareLaunchArgument('model_path', default_value='', description='checkpoint dir'),
+        DeclareLaunchArgument('device', default_value='', description='cpu, cuda or cuda:N'),
+        DeclareLaunchArgument('params_file', default_value=PathJoinSubstitution(
+            [share, 'config', 'janusvln.yaml']), description='node parameters'),
+        bridge,
+        node,
+    ])
