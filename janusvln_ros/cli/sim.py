@@ -52,6 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _common(parser: argparse.ArgumentParser, default_out: str, default_steps: int) -> None:
     parser.add_argument('--checkpoint', default='', help='checkpoint directory (policy model)')
     parser.add_argument('--device', default='cpu', help='torch device of the model')
+    parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'),
+                        help='model dtype (bfloat16 for a real checkpoint on a GPU)')
+    parser.add_argument('--mode', default='parity', choices=('parity', 'streaming'),
+                        help='semantic memory mode of the model engine')
     parser.add_argument('--episodes-file', default='', help='episode JSON (default: built-in)')
     parser.add_argument('--max-steps', type=int, default=default_steps,
                         help=f'most actions per episode (default {default_steps})')
@@ -155,7 +159,7 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         from janusvln_ros.sim.runner import engine_factory, LocalEvaluator
         factory = engine_factory(args.policy, args.checkpoint, args.device, args.seed,
-                                 args.episodes_file)
+                                 args.episodes_file, dtype=args.dtype, mode=args.mode)
         evaluator = LocalEvaluator(factory, camera, args.max_steps,
                                    frame_every=1 if args.gif else 0,
                                    render=args.policy == 'model' or args.gif)
@@ -177,7 +181,8 @@ def _run_ros(args: argparse.Namespace, episodes: list, camera, out: pathlib.Path
     params = _engine_params(args, out.resolve())
     stack = RosStack(StackConfig(
         engine=params['engine'], model_path=params.get('model_path', ''),
-        script=params.get('script', ''), device=args.device, episodes_file=args.episodes_file,
+        script=params.get('script', ''), device=args.device, dtype=args.dtype, mode=args.mode,
+        episodes_file=args.episodes_file,
         camera=camera, pose_file=str(out.resolve() / 'pose.json'), max_steps=args.max_steps,
         log_dir=str(out)))
     init_ros()

@@ -26,12 +26,18 @@ class EngineConfig:
         dtype: Weight and compute dtype.
         vggt_device: Device of the VGGT aggregator and the spatial memory ('' = ``device``).
         llm_device: Device of Qwen (ViT + LLM) and the semantic memory ('' = ``device``).
-        mode: ``'parity'`` (what released checkpoints were trained for) or ``'streaming'``.
+        mode: Semantic memory of the ``'janusvln'`` engine: ``'parity'`` (default; what the
+            released checkpoints were trained for: per-frame ViT store, released history
+            sampling, full re-prefill, same actions as the reference) or ``'streaming'`` (the
+            paper's LLM key/value memory of prefix + anchor frames + sliding window, one new
+            frame prefilled per step; the released checkpoints were NOT trained for it).
         spatial_anchor_frames: Frames pinned at the start of the spatial memory.
         spatial_window_frames: Most recent frames kept in the spatial memory (FIFO).
         num_history: Past frames sampled into the prompt in parity mode.
-        semantic_anchor_frames: Streaming mode: first frames kept in the LLM cache.
-        semantic_window_frames: Streaming mode: most recent frames kept in the LLM cache.
+        semantic_anchor_frames: Streaming mode: first frames kept in the LLM cache (default 1,
+            the first observation, like the VGGT anchor).
+        semantic_window_frames: Streaming mode: most recent frames kept in the LLM cache
+            (default 8: with the anchor, the same 9-frame budget as the parity prompt).
         prompt_template: Path of a prompt template file ('' = the installed default).
         max_new_tokens: Decoding budget of the reference step.
         script: ``'scripted'`` engine: comma-separated action names, repeated cyclically

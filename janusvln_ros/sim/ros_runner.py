@@ -59,6 +59,8 @@ class StackConfig:
         model_path: The node's ``model_path`` parameter.
         script: The node's ``script`` parameter (engine options).
         device: The node's ``device`` parameter.
+        dtype: The node's ``dtype`` parameter.
+        mode: The node's ``mode`` parameter (semantic memory of the model engine).
         episodes_file: Episode file of the bridge ('' = built-in).
         camera: Camera of the bridge.
         pose_file: Where the bridge writes the ground-truth pose ('' = nowhere).
@@ -74,6 +76,8 @@ class StackConfig:
     model_path: str = ''
     script: str = ''
     device: str = 'cpu'
+    dtype: str = 'float32'
+    mode: str = 'parity'
     episodes_file: str = ''
     camera: CameraConfig = dataclasses.field(default_factory=CameraConfig)
     pose_file: str = ''
@@ -116,6 +120,7 @@ class RosStack:
         node = _python_module('janusvln_ros.ros.janusvln_node') + [
             '--ros-args', '-p', 'autostart:=true', '-p', 'use_sim_time:=true',
             '-p', f'engine:={c.engine}', '-p', f'device:={c.device}',
+            '-p', f'dtype:={c.dtype}', '-p', f'mode:={c.mode}',
             '-p', f'motion_mode:={c.motion_mode}',
             '-p', f'linear_speed_mps:={float(c.linear_speed_mps)}',
             '-p', f'angular_speed_radps:={float(c.angular_speed_radps)}',

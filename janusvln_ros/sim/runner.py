@@ -158,7 +158,8 @@ class LocalEvaluator:
 
 
 def engine_factory(policy: str, checkpoint: str = '', device: str = 'cpu', seed: int = 0,
-                   episodes_path: str = '') -> Callable[[PoseSource], Engine]:
+                   episodes_path: str = '', dtype: str = 'float32',
+                   mode: str = 'parity') -> Callable[[PoseSource], Engine]:
     """A factory of the engine for a policy name (``'model'``, ``'oracle'``, ``'random'``).
 
     Raises:
@@ -179,6 +180,6 @@ def engine_factory(policy: str, checkpoint: str = '', device: str = 'cpu', seed:
         def build(pose_source: PoseSource) -> Engine:
             from janusvln_ros.core.factory import build_engine
             return build_engine(EngineConfig(engine='janusvln', model_path=checkpoint,
-                                             device=device))
+                                             device=device, dtype=dtype, mode=mode))
         return build
     raise ValueError(f'policy: expected one of {POLICIES}, got {policy!r}')

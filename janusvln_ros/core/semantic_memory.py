@@ -1,0 +1,198 @@
+"""Semantic (Qwen side) memories of the engine: the parity feature store and the streaming cache.
+
+Two modes (janusvln-spec.md §3.2, models-env.md §3.5):
+
+* ``parity`` (:class:`FrameFeatureStore`) - what the released checkpoints were trained for.
+  Each frame is encoded by the Qwen ViT **once** and its merged tokens are kept; every step
+  re-prefills the sampled history (<= 9 frames) from this store. Because the history is a
+  linspace over the whole episode, any frame ``0`` or ``>= floor(h / num_history)`` can still be
+  sampled, so the store keeps exactly those (frames ``1 .. floor(h / N) - 1`` can never be
+  sampled again and are dropped: :func:`~janusvln_ros.core.history.oldest_sampleable`). The
+  store therefore still grows with the episode, by about ``(N - 1) / N`` frame per step: at
+  real size (391 tokens x 3584 x 2 B = 2.8 MB per frame in bf16) that is ~0.98 GB after 400
+  steps, and 0.25 MB per frame at 644x476 if only uint8 pixels were kept instead. We keep the
+  ViT features (re-encoding 8 history frames per step would cost the ViT time the store saves).
+  ``capacity`` is 0 (unbounded) for this store.
+* ``streaming`` (:class:`StreamingSemanticMemory`) - the paper's dual implicit memory, which
+  the released code does not implement and the released checkpoints were **not** trained
+  for. The LLM keeps a key/value cache of the prompt prefix + the first ``anchor_frames``
+  frames + the last ``window_frames`` frames; each step prefills only the new frame, with
+  original M-RoPE positions from a global counter (never re-rotated); older window frames are
+  evicted physically; the per-step query and its answer are appended and then cropped.
+  Defaults: 1 anchor frame (the first observation, as the VGGT anchor) and a window of 8
+  frames, i.e. the same 9-frame budget as the parity prompt.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from janusvln_ros.core.history import oldest_sampleable
+from janusvln_ros.model.llm_cache import Segment, StreamingKVCache
+
+logger = logging.getLogger(__name__)
+
+
+class FrameFeatureStore:
+    """Per-frame Qwen ViT outputs of one episode (parity mode).
+
+    Args:
+        num_history: History length of the sampling rule (to know which frames can be pruned).
+        prune: Drop frames that can never be sampled again (exact; see the module docstring).
+    """
+
+    def __init__(self, num_history: int = 8, prune: bool = True) -> None:
+        self.num_history = num_history
+        self.prune = prune
+        self._frames: dict[int, torch.Tensor] = {}
+        self._grids: dict[int, torch.Tensor | None] = {}
+        self._count = 0
+
+    def reset(self) -> None:
+        """Forget every frame."""
+        self._frames.clear()
+        self._grids.clear()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    @property
+    def capacity(self) -> int:
+        """0: the store is not bounded (it grows ~(N-1)/N frame per step)."""
+        return 0
+
+    @property
+    def frames_seen(self) -> int:
+        """Frames added since the last reset."""
+        return self._count
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored features."""
+        return sum(t.numel() * t.element_size() for t in self._frames.values())
+
+    def add(self, tokens: torch.Tensor, grid_thw: torch.Tensor | None = None) -> int:
+        """Store the next frame's ViT tokens.
+
+        Args:
+            tokens: ``(n_tokens, hidden)`` merged ViT output of the frame.
+            grid_thw: ``(3,)`` its patch grid (kept for the M-RoPE positions).
+
+        Returns:
+            The frame's index in the episode.
+        """
+        index = self._count
+        self._frames[index] = tokens
+        self._grids[index] = grid_thw
+        self._count += 1
+        if self.prune:
+            oldest = oldest_sampleable(self._count, self.num_history)
+            for stale in [i for i in self._frames if 0 < i < oldest]:
+                del self._frames[stale]
+                del self._grids[stale]
+        return index
+
+    def get(self, index: int) -> torch.Tensor:
+        """The ViT tokens of frame ``index``.
+
+        Raises:
+            KeyError: The frame was never added or has been pruned.
+        """
+        return self._frames[index]
+
+    def grid(self, index: int) -> torch.Tensor | None:
+        """The ``(3,)`` patch grid stored with frame ``index``."""
+        return self._grids[index]
+
+    def indices(self) -> list[int]:
+        """Indices of the frames held, oldest first."""
+        return sorted(self._frames)
+
+
+class StreamingSemanticMemory:
+    """The streaming LLM memory: prefix + anchor frames + sliding window (scheme A).
+
+    The engine runs the forward passes; this object owns the cache, the global position
+    counter and the eviction policy.
+
+    Args:
+        anchor_frames: First frames of the episode kept for good (>= 0).
+        window_frames: Most recent frames kept (>= 1).
+        config: Model config for the ``DynamicCache``.
+    """
+
+    def __init__(self, anchor_frames: int = 1, window_frames: int = 8,
+                 config: Any = None) -> None:
+        if anchor_frames < 0 or window_frames < 1:
+            raise ValueError(f'expected anchor_frames >= 0 and window_frames >= 1, got '
+                             f'{anchor_frames} and {window_frames}')
+        self.anchor_frames = anchor_frames
+        self.window_frames = window_frames
+        self.kv = StreamingKVCache(config)
+        self.next_pos = 0
+
+    def reset(self) -> None:
+        """Drop the cache and restart positions at 0."""
+        self.kv.reset()
+        self.next_pos = 0
+
+    def __len__(self) -> int:
+        """Frames currently held in the cache."""
+        return len(self.kv.frame_ids())
+
+    @property
+    def capacity(self) -> int:
+        """Frames held once the window is full."""
+        return self.anchor_frames + self.window_frames
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the cached keys and values."""
+        return self.kv.nbytes
+
+    @property
+    def hf_cache(self) -> Any:
+        """The transformers cache object to pass as ``past_key_values``."""
+        return self.kv.hf_cache
+
+    @property
+    def has_prefix(self) -> bool:
+        """Whether the prompt prefix has been prefilled."""
+        return any(s.kind == 'prefix' for s in self.kv.segments)
+
+    def record(self, kind: str, length: int, end_pos: int, frame_id: int = -1,
+               advance: bool = True) -> Segment:
+        """Register a chunk the model has just appended, starting at ``self.next_pos``.
+
+        Args:
+            kind: Segment kind.
+            length: Tokens appended.
+            end_pos: The position counter after the chunk.
+            frame_id: Frame index for ``'frame'`` chunks.
+            advance: Move ``next_pos`` to ``end_pos`` (False for the transient query, whose
+                positions are reused by the next frame once it is cropped).
+        """
+        seg = self.kv.record(kind, length, self.next_pos, end_pos, frame_id)
+        if advance:
+            self.next_pos = end_pos
+        return seg
+
+    def evict(self) -> int:
+        """Drop frames beyond the anchors and the window; returns the tokens evicted."""
+        frames = self.kv.frame_ids()
+        if len(frames) <= self.capacity:
+            return 0
+        keep = set(frames[:self.anchor_frames]) | set(frames[-self.window_frames:])
+        return self.kv.keep_segments(lambda s: s.kind != 'frame' or s.frame_id in keep)
+
+    def mark(self) -> int:
+        """A rollback point (number of recorded segments)."""
+        return len(self.kv.segments)
+
+    def rollback(self, mark: int) -> None:
+        """Crop everything recorded or appended after ``mark`` (query and answer tokens)."""
+        self.kv.crop_to(mark)
