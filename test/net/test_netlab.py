@@ -111,7 +111,12 @@ def test_static_peers_discovery_without_multicast(tmp_path):
         assert env['ROS_STATIC_PEERS'] == netlab.GPU_ADDR
         assert lab.env(netlab.GPU)['ROS_STATIC_PEERS'] == netlab.ROBOT_ADDR
         pub, sub = _stream(lab, tmp_path, 'static', duration=3.0)
-        assert len(sub['received']) >= pub['sent'] - 2
+        seqs = [r['seq'] for r in sub['received']]
+        assert seqs, 'nothing crossed the link with static peers'
+        # Unicast discovery can take a moment after the publisher first matched: count from the
+        # first delivered message, and require that discovery finished within one second.
+        assert seqs[0] <= 20, seqs[:5]
+        assert len(seqs) >= pub['sent'] - seqs[0] - 2, (len(seqs), pub['sent'], seqs[0])
 
 
 def test_delay_loss_and_cut_are_applied(tmp_path):

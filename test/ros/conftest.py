@@ -25,12 +25,6 @@ def driver(ros_context, request):
 
 
 @pytest.fixture(scope='session')
-def tiny_checkpoint(tmp_path_factory):
-    """A tiny random JanusVLN checkpoint, created once per test session with the CLI's code."""
-    checkpoint_cli = pytest.importorskip('janusvln_ros.cli.checkpoint')
-    init_tiny = getattr(checkpoint_cli, 'init_tiny', None)
-    if init_tiny is None:
-        pytest.skip('janusvln_ros.cli.checkpoint has no init_tiny(directory) yet')
-    path = tmp_path_factory.mktemp('tiny') / 'ckpt'
-    init_tiny(str(path))
-    return path
+def tiny_checkpoint(primed_tiny_dir):
+    """The session's primed tiny JanusVLN checkpoint (``janusvln checkpoint init-tiny``)."""
+    return primed_tiny_dir

@@ -183,13 +183,16 @@ def test_navigate_action_feedback_result_and_cancel(driver, node_factory):
     node_factory(dict(FAST, script='MOVE_FORWARD,TURN_RIGHT,MOVE_FORWARD,STOP'))
     driver.start_camera(30)
     assert driver.navigate.wait_for_server(timeout_sec=15)
+    # wait_for_server sees the server's readers; give the server time to discover the client's
+    # reply readers too, or the first goal response can be dropped (a DDS discovery race).
+    time.sleep(1.0)
     feedback = []
 
     def send(text):
         fut = driver.navigate.send_goal_async(Navigate.Goal(instruction=text),
                                               feedback_callback=lambda f: feedback.append(
                                                   f.feedback))
-        assert wait_until(fut.done, 10)
+        assert wait_until(fut.done, 30)
         return fut.result()
 
     handle = send('go round the table')

@@ -47,11 +47,8 @@ def test_eval_with_the_tiny_model_in_process(tmp_path, tiny_unprimed_checkpoint)
 
 
 @pytest.fixture(scope='module')
-def tiny_unprimed_checkpoint(tmp_path_factory):
-    from janusvln_ros.model.priming import init_tiny_checkpoint
-    path = tmp_path_factory.mktemp('tiny') / 'ckpt'
-    init_tiny_checkpoint(path, seed=1, prime=False)
-    return path
+def tiny_unprimed_checkpoint(random_tiny_dir):
+    return random_tiny_dir
 
 
 def test_demo_through_ros_leaves_metrics_png_and_gif(tmp_path, tiny_unprimed_checkpoint):

@@ -12,23 +12,13 @@ from janusvln_ros.core.reference import ReferenceEngine
 from janusvln_ros.core.types import Action
 from janusvln_ros.model.checkpoint import load_checkpoint
 from janusvln_ros.model.positions import chunk_positions
-from janusvln_ros.model.priming import init_tiny_checkpoint, synthetic_frame
+from janusvln_ros.model.priming import synthetic_frame
 from janusvln_ros.model.prompt import ACTION_NAMES
 
 
 @pytest.fixture(scope='module')
-def primed_dir(request):
-    """A primed tiny checkpoint (seed 0), built once and kept in the pytest cache."""
-    path = request.config.cache.mkdir('janusvln_h3_primed_tiny_seed0')
-    if not (path / 'config.json').exists():
-        torch.set_num_threads(1)
-        init_tiny_checkpoint(path, seed=0)
-    return path
-
-
-@pytest.fixture(scope='module')
-def primed(primed_dir):
-    return load_checkpoint(primed_dir, progress=False)
+def primed(primed_tiny_dir):
+    return load_checkpoint(primed_tiny_dir, progress=False)
 
 
 def _frames(seed, steps):
@@ -172,13 +162,13 @@ def test_errors_leave_memory_untouched(primed):
     assert eng.model is None
 
 
-def test_factory(primed_dir):
+def test_factory(primed_tiny_dir):
     scripted = build_engine(EngineConfig(engine='scripted', script='TURN_LEFT,STOP'))
     scripted.reset('x')
     assert scripted.step(np.zeros((8, 8, 3), np.uint8)).action == Action.TURN_LEFT
-    eng = build_engine(EngineConfig(engine='janusvln', model_path=str(primed_dir)))
+    eng = build_engine(EngineConfig(engine='janusvln', model_path=str(primed_tiny_dir)))
     assert isinstance(eng, JanusVLNEngine)
-    ref = build_engine(EngineConfig(engine='reference', model_path=str(primed_dir)))
+    ref = build_engine(EngineConfig(engine='reference', model_path=str(primed_tiny_dir)))
     assert isinstance(ref, ReferenceEngine)
     custom = build_engine(EngineConfig(engine='janusvln_ros.core.scripted:ScriptedEngine'))
     assert custom.__class__.__name__ == 'ScriptedEngine'
