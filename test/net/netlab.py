@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 HERE = pathlib.Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 TAPWIRE = HERE / 'tapwire.py'
-PROFILES = {'udp': HERE / 'fastdds_udp.xml', 'udp_small': HERE / 'fastdds_udp_small.xml'}
+PROFILES = {'udp': HERE / 'fastdds_udp.xml',
+            'udp_small': REPO_ROOT / 'config' / 'fastdds_udp.xml'}
 NETNS_DIR = pathlib.Path('/var/run/netns')
 PREFIX = 'jvln_'
 SUBNET = '10.213.57.0/30'
