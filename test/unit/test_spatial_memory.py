@@ -1,12 +1,12 @@
 """Spatial memory: ring buffer == concat/evict oracle == masked causal pass, fixed storage."""
 
 import pytest
+from test_vggt import _tiny  # the sensitive tiny aggregator of the VGGT tests
 import torch
 from torch.nn import functional as F
 
 from janusvln_ros.model.spatial_memory import (
     ConcatEvictCache, RingBufferCache, SpatialCache, SpatialMemoryError)
-from janusvln_ros.model.vggt import VGGTAggregator, VGGTConfig
 
 TOL = 1e-5
 
@@ -17,18 +17,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def _tiny() -> VGGTAggregator:
-    torch.manual_seed(0)
-    model = VGGTAggregator(VGGTConfig.tiny()).eval()
-    with torch.no_grad():
-        model.camera_token.normal_()
-        model.register_token.normal_()
-        for name, param in model.named_parameters():
-            if name.endswith('gamma') and not name.startswith('patch_embed'):
-                param.uniform_(0.3, 0.7)
-    return model
 
 
 def _policy_mask(frames: int, anchor: int, window: int) -> torch.Tensor:
