@@ -185,6 +185,10 @@ class ConcatEvictCache:
         self._frames = 0
 
 
+def _capturing(t: torch.Tensor) -> bool:
+    return t.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
 class RingBufferCache:
     """Preallocated spatial cache: pinned anchor slots plus a FIFO ring of window slots.
 
@@ -230,6 +234,7 @@ class RingBufferCache:
         self.device = torch.device(device) if device is not None else None
         self.dtype = dtype
         self.storage: torch.Tensor | None = None
+        self._slot_index: torch.Tensor | None = None  # (1,) long, on the storage device
         self._seen = 0  # frames committed since reset()
         self._attended: list[bool] = [False] * num_layers
 
@@ -281,6 +286,7 @@ class RingBufferCache:
         dtype = self.dtype if self.dtype is not None else k.dtype
         self.storage = None  # free the old allocation first
         self.storage = torch.empty(shape, device=device, dtype=dtype)
+        self._slot_index = torch.zeros(1, dtype=torch.long, device=device)
         logger.debug('spatial ring buffer allocated: shape %s, %.1f MiB', shape,
                      self.nbytes / 2**20)
 
@@ -311,14 +317,52 @@ class RingBufferCache:
                 f'keys {tuple(k.shape)} do not match the storage; layer 0 must come first')
         self._attended[layer_idx] = True
         store = self.storage[layer_idx]
-        slot = self._slot(self._seen)
-        store[0, :, :, slot].copy_(k)
-        store[1, :, :, slot].copy_(v)
         valid = min(self._seen + 1, self.slots)
+        if valid == self.slots:
+            # Full window: the write slot comes from a device tensor, so that the same kernels
+            # serve every later frame (a CUDA graph captured once replays them).
+            if layer_idx == 0 and not _capturing(k):
+                self.set_next_slot()
+            index = self._slot_index
+            assert index is not None
+            store[0].index_copy_(2, index, k.unsqueeze(2).to(store.dtype))
+            store[1].index_copy_(2, index, v.unsqueeze(2).to(store.dtype))
+        else:
+            slot = self._slot(self._seen)
+            store[0, :, :, slot].copy_(k)
+            store[1, :, :, slot].copy_(v)
         keys = store[0, :, :, :valid].flatten(2, 3)  # a view: (B, H, valid * T, hd)
         values = store[1, :, :, :valid].flatten(2, 3)
         out = F.scaled_dot_product_attention(q.to(store.dtype), keys, values)
         return out.to(q.dtype)
+
+    @property
+    def frames_seen(self) -> int:
+        """Frames committed since :meth:`reset` (not capped by the capacity)."""
+        return self._seen
+
+    @property
+    def full_window(self) -> bool:
+        """Whether the next frame attends over every slot (the steady, fixed-shape state)."""
+        return self._seen >= self.capacity
+
+    def set_next_slot(self) -> None:
+        """Write the next frame's slot into the device-side slot index (full window only)."""
+        if self._slot_index is None:
+            raise SpatialMemoryError('no storage yet')
+        self._slot_index.fill_(self._slot(self._seen))
+
+    def count_replayed_frame(self) -> None:
+        """Count a full-window frame whose attend calls ran inside a replayed CUDA graph."""
+        if not self.full_window:
+            raise SpatialMemoryError('graph replays are valid only with a full window')
+        self._attended = [False] * self.num_layers
+        self._seen += 1
+
+    def abort_frame(self, seen: int) -> None:
+        """Forget a partly processed frame: restore the frame count to ``seen``."""
+        self._attended = [False] * self.num_layers
+        self._seen = seen
 
     def commit(self) -> None:
         """Count the current frame as held; the next frame overwrites the oldest window slot."""
