@@ -6,11 +6,18 @@ camera-to-command latency measured on the robot host (frame arrival to the first
 ``cmd_vel`` arrival), camera-timeout statuses, steps taken, final state, and odometry samples where
 the base moved on a stale command (must be 0).
 
-Part 2, image QoS: 224x224 rgb8 frames (150 KB) at 10 Hz from the robot host to the GPU host,
-best effort vs reliable, at 0 %, 5 % and 30 % packet loss: delivered fraction, rate, latency.
+Part 2, image QoS: images at 10 Hz from the robot host to the GPU host, best effort vs reliable
+(KEEP_LAST depth 1, like the node's image subscription), at 0 %, 5 % and 30 % packet loss, with
+both Fast DDS profiles: delivered fraction, latency, bytes per frame (payload and on the wire).
+Image kinds (``--images``): ``raw`` 224x224 rgb8 (150 KB of noise: raw size does not depend on
+content), ``jpeg`` 224x224 ``sensor_msgs/CompressedImage`` (JPEG quality 80 of frames rendered by
+the simulator, encoded per frame with Pillow, decoded on the GPU host) and ``jpeg640`` the same
+at 640x480.
 
-Run as root from the repository root: ``.venv/bin/python bench/two_host.py [--quick]``.
-Prints a table and writes ``bench/results/two_host.json``.
+Run as root from the repository root: ``.venv/bin/python bench/two_host.py`` (all, ~12 min) or
+``.venv/bin/python bench/two_host.py --only-qos --images jpeg`` (one part). Prints tables and
+writes ``bench/results/two_host.json``, merging into it: image-QoS rows not re-measured and, with
+``--only-qos``, the closed-loop results are kept from the existing file.
 """
 
 import argparse
@@ -19,9 +26,11 @@ import os
 import pathlib
 import platform
 import random
+import statistics
 import sys
 import tempfile
 import time
+from typing import Optional
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'test' / 'net'))
@@ -44,6 +53,9 @@ CONDITIONS = [
     ('loss 30 %', {'loss': 0.30}),
     ('cut 3 s', {'cut_s': 3.0}),
 ]
+# name: (format, width, height)
+IMAGES = {'raw': ('raw', 224, 224), 'jpeg': ('jpeg', 224, 224), 'jpeg640': ('jpeg', 640, 480)}
+JPEG_QUALITY = 80
 
 
 def closed_loop(workdir: pathlib.Path, seed: int) -> list:
@@ -96,38 +108,86 @@ def closed_loop(workdir: pathlib.Path, seed: int) -> list:
     return rows, mode
 
 
-def image_qos(workdir: pathlib.Path, seed: int, duration: float, profile: str) -> list:
+def image_qos(workdir: pathlib.Path, seed: int, duration: float, profile: str,
+              image: str) -> list:
+    """Stream ``image`` frames robot -> GPU per loss and QoS; one row each."""
+    fmt_, width, height = IMAGES[image]
     rows = []
     with netlab.TwoHostLab(log_dir=str(workdir), seed=seed, profile=profile) as lab:
         for loss in (0.0, 0.05, 0.30):
             for qos in ('best_effort', 'reliable'):
-                tag = f'qos_{qos}_{int(loss * 100)}'
+                tag = f'qos_{image}_{qos}_{int(loss * 100)}'
                 sub_out, pub_out = workdir / f'{tag}_sub.json', workdir / f'{tag}_pub.json'
+                common = ['--topic', tag, '--qos', qos, '--depth', '1', '--format', fmt_]
                 sub = lab.popen(netlab.GPU, [sys.executable, PROBE, 'sub', '--out', str(sub_out),
-                                             '--topic', tag, '--qos', qos, '--depth', '1',
-                                             '--duration', str(duration + 30)], f'{tag}_sub')
+                                             *common, '--duration', str(duration + 30)],
+                                f'{tag}_sub')
                 pub = lab.popen(netlab.ROBOT, [
-                    sys.executable, PROBE, 'pub', '--out', str(pub_out), '--topic', tag,
-                    '--qos', qos, '--depth', '1', '--duration', str(duration + 3.0),
-                    '--rate', '10', '--width', '224', '--height', '224'], f'{tag}_pub')
+                    sys.executable, PROBE, 'pub', '--out', str(pub_out), *common,
+                    '--duration', str(duration + 3.0), '--rate', '10', '--width', str(width),
+                    '--height', str(height), '--quality', str(JPEG_QUALITY), '--scene', 'sim'],
+                    f'{tag}_pub')
                 time.sleep(3.0)  # discovery on a clean link
                 lab.impair(loss=loss)
-                t0 = time.time()
+                t0, wire0 = time.time(), _link_counts(lab)
                 time.sleep(duration)
-                t1 = time.time()
+                t1, wire1 = time.time(), _link_counts(lab)
                 lab.clear()
                 pub.wait(timeout=30)
                 time.sleep(1.0)
                 lab.stop(sub)
                 received = json.loads(sub_out.read_text())['received']
+                published = json.loads(pub_out.read_text())
                 window = [r for r in received if t0 <= r['t'] - r['latency_ms'] / 1e3 <= t1]
                 sent = int(round((t1 - t0) * 10))
-                rows.append({'profile': profile, 'loss': loss, 'qos': qos, 'sent': sent,
-                             'delivered': len(window),
-                             'delivered_fraction': len(window) / max(1, sent),
-                             'latency_ms': lp.summary([r['latency_ms'] for r in window])})
-                sys.stderr.write(f'{tag}: {rows[-1]}\n')
+                decode = [r['decode_ms'] for r in window if 'decode_ms' in r]
+                rows.append({
+                    'profile': profile, 'format': fmt_, 'width': width, 'height': height,
+                    'quality': JPEG_QUALITY if fmt_ == 'jpeg' else None,
+                    'scene': 'sim' if fmt_ == 'jpeg' else 'noise',
+                    'loss': loss, 'qos': qos, 'sent': sent, 'delivered': len(window),
+                    'delivered_fraction': len(window) / max(1, sent),
+                    'latency_ms': lp.summary([r['latency_ms'] for r in window]),
+                    'bytes_per_frame': published.get('bytes_per_frame'),
+                    'link_bytes_in_per_frame': _per_frame(wire0, wire1, 'bytes_in', sent),
+                    'link_bytes_out_per_frame': _per_frame(wire0, wire1, 'bytes_out', sent),
+                    'encode_ms_median': published.get('encode_ms'),
+                    'decode_ms_median': statistics.median(decode) if decode else None,
+                    'decoded_shapes_ok': all(r['shape'] == [height, width, 3] for r in window),
+                })
+                sys.stderr.write(f'{profile} {tag}: {rows[-1]}\n')
     return rows
+
+
+def _link_counts(lab: netlab.TwoHostLab) -> dict:
+    """Robot-to-GPU counters of the user-space link ({} with netem)."""
+    return dict((lab.wire_stats() or {}).get('a_to_b', {})) if lab.mode == 'userspace' else {}
+
+
+def _per_frame(before: dict, after: dict, key: str, frames: int) -> Optional[float]:
+    if key not in before or key not in after:
+        return None
+    return (after[key] - before[key]) / max(1, frames)
+
+
+def _row_key(row: dict) -> tuple:
+    return (row.get('profile', 'udp'), row.get('format', 'raw'), row.get('width', 224),
+            row.get('height', 224), row['loss'], row['qos'])
+
+
+def merge_qos(old: list, new: list) -> list:
+    """``old`` rows not re-measured in ``new``, then ``new``.
+
+    Rows are keyed by profile, format, size, loss and QoS; rows written before formats existed
+    are raw 224x224 on the ``udp`` profile.
+    """
+    fresh = {_row_key(r) for r in new}
+    kept = []
+    for row in old:
+        row = {'profile': 'udp', 'format': 'raw', 'width': 224, 'height': 224, **row}
+        if _row_key(row) not in fresh:
+            kept.append(row)
+    return kept + new
 
 
 def fmt(v: object) -> str:
@@ -143,16 +203,27 @@ def main() -> int:
     parser.add_argument('--seed', type=int, default=3)
     parser.add_argument('--qos-seconds', type=float, default=8.0)
     parser.add_argument('--skip-loop', action='store_true')
+    parser.add_argument('--only-qos', action='store_true',
+                        help='skip the closed loop and keep its results from --out')
+    parser.add_argument('--images', nargs='+', default=sorted(IMAGES), choices=sorted(IMAGES))
     parser.add_argument('--profiles', nargs='+', default=['udp', 'udp_small'],
                         choices=sorted(netlab.PROFILES))
     parser.add_argument('--out', default=str(REPO / 'bench' / 'results' / 'two_host.json'))
     args = parser.parse_args()
     random.seed(args.seed)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix='jvln_two_host_'))
-    loop_rows, mode = ([], None) if args.skip_loop else closed_loop(workdir / 'loop', args.seed)
+    out = pathlib.Path(args.out)
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    skip_loop = args.skip_loop or args.only_qos
+    loop_rows, mode = ([], None) if skip_loop else closed_loop(workdir / 'loop', args.seed)
+    if args.only_qos:
+        loop_rows = previous.get('closed_loop', [])
     qos_rows = []
-    for profile in args.profiles:
-        qos_rows += image_qos(workdir / f'qos_{profile}', args.seed, args.qos_seconds, profile)
+    for image in args.images:
+        for profile in args.profiles:
+            qos_rows += image_qos(workdir / f'qos_{image}_{profile}', args.seed,
+                                  args.qos_seconds, profile, image)
+    qos_rows = merge_qos(previous.get('image_qos', []), qos_rows)
     result = {
         'impairment': mode or ('netem' if netlab.netem_available() else 'userspace'),
         'impairment_note': ('kernel tc netem on a veth pair' if mode == 'netem' else
@@ -163,7 +234,17 @@ def main() -> int:
                           'each direction; MTU 1500',
         'dds': {'discovery': 'ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET',
                 'profile': 'closed loop: test/net/fastdds_udp.xml (UDPv4 only, default 64 KB '
-                           'messages); image QoS: udp and udp_small (maxMessageSize 1400)'},
+                           'messages); image QoS: udp (test/net/fastdds_udp.xml) and udp_small '
+                           '(config/fastdds_udp.xml, maxMessageSize 1400)'},
+        'image_qos_setup': {'rate_hz': 10, 'history': 'KEEP_LAST', 'depth': 1,
+                            'window_s': args.qos_seconds,
+                            'jpeg': f'sensor_msgs/CompressedImage, Pillow JPEG quality '
+                                    f'{JPEG_QUALITY}, frames rendered by janusvln_ros.sim '
+                                    '(turning in place, 24 views), encoded per frame',
+                            'link_bytes': 'robot-to-GPU Ethernet bytes in the window / frames '
+                                          'sent: _in = offered to the link (RTPS and IP '
+                                          'headers, retransmissions, discovery), _out = '
+                                          'delivered after loss'},
         'node': {'engine': 'scripted', 'script': lp.SCRIPT, 'script_step_delay_s': 0.1,
                  'camera_timeout_s': lp.CAMERA_TIMEOUT_S, 'image_reliability': 'best_effort'},
         'bridge': {'camera': '224x224 rgb8 at 10 Hz', 'cmd_timeout_s': lp.CMD_TIMEOUT_S},
@@ -172,8 +253,11 @@ def main() -> int:
         'closed_loop': loop_rows,
         'image_qos': qos_rows,
     }
-    pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    pathlib.Path(args.out).write_text(json.dumps(result, indent=1))
+    if args.only_qos:
+        for key in ('impairment', 'node', 'bridge'):
+            result[key] = previous.get(key, result[key])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
     print(f'impairment: {result["impairment"]}')
     if loop_rows:
         print('| condition | final | steps | episode s | cmd latency p50/p90 ms | '
@@ -185,13 +269,16 @@ def main() -> int:
                   f'{fmt(r["episode_s"])} | {fmt(lat["median"])}/{fmt(lat["p90"])} | '
                   f'{r["camera_timeouts"]} | {fmt(r["steps_during_fault"])} | '
                   f'{r["stale_motion_samples"]} |')
-    print('| DDS profile | loss | image QoS | delivered/sent | latency p50/p90 ms |')
-    print('|---|---|---|---|---|')
+    print('| image | DDS profile | loss | image QoS | delivered/sent | latency p50/p90 ms | '
+          'bytes/frame | link bytes in/out per frame |')
+    print('|---|---|---|---|---|---|---|---|')
     for r in qos_rows:
         lat = r['latency_ms']
-        print(f'| {r["profile"]} | {r["loss"] * 100:.0f} % | {r["qos"]} | '
-              f'{r["delivered"]}/{r["sent"]} | '
-              f'{fmt(lat["median"])}/{fmt(lat["p90"])} |')
+        print(f'| {r["format"]} {r["width"]}x{r["height"]} | {r["profile"]} | '
+              f'{r["loss"] * 100:.0f} % | {r["qos"]} | {r["delivered"]}/{r["sent"]} | '
+              f'{fmt(lat["median"])}/{fmt(lat["p90"])} | {fmt(r.get("bytes_per_frame"))} | '
+              f'{fmt(r.get("link_bytes_in_per_frame"))}/'
+              f'{fmt(r.get("link_bytes_out_per_frame"))} |')
     return 0
 
 
