@@ -10,8 +10,9 @@ host reading the last greedy token), the LLM forwards, the allocated and peak GP
 
 Decoding with random weights: the greedy text is junk, so the constrained decoder of the
 JanusVLN engines exits after the first token (0 decode forwards), which would flatter the
-decode stage. A trained model answers ``MOVE_FORWARD`` as 2 tokens + the EOS check, i.e. 2 decode
-forwards after the prefill. ``--decode forced`` (default) makes the engines' own decoder follow
+decode stage. A trained model answers ``MOVE_FORWARD`` as 2 tokens + the EOS check; the engines'
+decoder verifies ``MOVE`` + ``_FORWARD`` speculatively in ONE decode forward after the prefill
+(``decode fwd`` column). ``--decode forced`` (default) makes the engines' own decoder follow
 exactly that path: the logits it reads get a large bonus on the next token of
 ``MOVE_FORWARD<|im_end|>``, nothing else changes (same forwards, same host syncs). Every
 ``--free-every``-th step runs unforced, to report the junk-text figure too. The reference step
@@ -139,8 +140,11 @@ class ForwardCounter:
 class ForcedDecoder:
     """Wraps the engine's decoder so that greedy decoding follows ``forced`` token ids.
 
-    The wrapped decoder does all its own work (argmax, text checks, forwards); only the logits
-    it reads get ``+bonus`` at the next forced token. ``enabled`` switches it per step.
+    The wrapped decoder does all its own work (argmax, text checks, forwards, speculative
+    verification of the rest of a word); only the logits it reads get ``+bonus`` at the forced
+    token of their position: row ``j`` of a ``feed(ids)`` call predicts answer token
+    ``cached + j + 1``, where ``cached`` counts the answer tokens in the cache (fed minus
+    discarded). ``enabled`` switches it per step.
     """
 
     def __init__(self, inner: Any, forced: list[int], bonus: float = 1e4) -> None:
@@ -150,24 +154,42 @@ class ForcedDecoder:
         self.enabled = True
 
     def _force(self, logits: torch.Tensor, index: int) -> torch.Tensor:
-        if index >= len(self.forced):
-            return logits
         out = logits.clone()
-        out.view(-1, out.shape[-1])[-1, self.forced[index]] += self.bonus
+        rows = out.view(-1, out.shape[-1])
+        for j in range(rows.shape[0]):
+            k = index + j - rows.shape[0] + 1  # the answer index the row predicts
+            if 0 <= k < len(self.forced):
+                rows[j, self.forced[k]] += self.bonus
         return out
 
-    def decode(self, first_logits: torch.Tensor, step: Callable[[int], torch.Tensor]) -> Any:
+    def decode(self, first_logits: torch.Tensor,
+               step: Callable[[int], torch.Tensor] | None = None,
+               feed: Callable[[Any], torch.Tensor] | None = None,
+               discard: Callable[[int], None] | None = None) -> Any:
         """Same as the wrapped decoder's ``decode``, on forced logits when enabled."""
         if not self.enabled:
-            return self.inner.decode(first_logits, step)
-        state = {'i': 1}
+            return self.inner.decode(first_logits, step=step, feed=feed, discard=discard)
+        state = {'cached': 0}
 
         def forced_step(token: int) -> torch.Tensor:
-            logits = self._force(step(token), state['i'])
-            state['i'] += 1
-            return logits
+            assert step is not None
+            state['cached'] += 1
+            return self._force(step(token).reshape(1, -1), state['cached'])
 
-        return self.inner.decode(self._force(first_logits, 0), forced_step)
+        def forced_feed(ids: Any) -> torch.Tensor:
+            assert feed is not None
+            state['cached'] += len(ids)
+            return self._force(feed(ids), state['cached'])
+
+        def forced_discard(n: int) -> None:
+            assert discard is not None
+            state['cached'] -= n
+            discard(n)
+
+        first = self._force(first_logits.reshape(-1, first_logits.shape[-1])[-1:], 0)
+        return self.inner.decode(first, step=forced_step if step is not None else None,
+                                 feed=forced_feed if feed is not None else None,
+                                 discard=forced_discard if discard is not None else None)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -584,8 +606,9 @@ def write_report(report: dict[str, Any], args: argparse.Namespace, final: bool =
     report['complete'] = final
     report['decode_note'] = (
         'Decode: `forced` rows make the constrained decoder of the engines follow the path '
-        'of a trained model answering MOVE_FORWARD (2 tokens, then the EOS check): 2 decode '
-        'forwards after the prefill, the same forwards and host syncs as a real answer; '
+        'of a trained model answering MOVE_FORWARD (2 tokens, then the EOS check; the engines '
+        'verify both tokens and the EOS in one speculative decode forward, see `decode fwd`), '
+        'the same forwards and host syncs as a real answer; '
         '`free` rows are the random-weight junk answer, where the decoder stops at the first '
         'non-action token (0 decode forwards): not representative. The reference generates '
         'like the released code: `tokens24` rows with max_new_tokens 24 (random weights '
@@ -723,7 +746,9 @@ def main(argv: list[str] | None = None) -> int:
             obj.enabled = on
 
     counter = ForwardCounter(model)
-    base = EngineConfig(engine='janusvln', device=args.device, dtype=args.dtype)
+    # the bench installs its own fast-path choices above (and toggles them per engine)
+    base = EngineConfig(engine='janusvln', device=args.device, dtype=args.dtype,
+                        fast_paths=False)
     keep = range(40, 40 + args.variant_steps)
     logits_main: dict[int, torch.Tensor] = {}
     actions_main: dict[int, str] = {}

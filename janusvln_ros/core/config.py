@@ -40,6 +40,8 @@ class EngineConfig:
             (default 8: with the anchor, the same 9-frame budget as the parity prompt).
         prompt_template: Path of a prompt template file ('' = the installed default).
         max_new_tokens: Decoding budget of the reference step.
+        fast_paths: On CUDA: cuDNN SDPA preference, one varlen attention call per ViT block,
+            CUDA graphs for the ViT and VGGT; no effect on CPU.
         script: ``'scripted'`` engine: comma-separated action names, repeated cyclically
             unless the last one is STOP.
         script_step_delay_s: ``'scripted'`` engine: simulated inference time per step.
@@ -59,6 +61,7 @@ class EngineConfig:
     semantic_window_frames: int = 8
     prompt_template: str = ''
     max_new_tokens: int = 24
+    fast_paths: bool = True
     script: str = 'MOVE_FORWARD,TURN_LEFT,MOVE_FORWARD,STOP'
     script_step_delay_s: float = 0.0
 
@@ -83,6 +86,8 @@ class EngineConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f'{name}: expected an integer >= {low}, got {value!r}')
+        if not isinstance(self.fast_paths, bool):
+            raise ConfigError(f'fast_paths: expected a bool, got {self.fast_paths!r}')
         if self.script_step_delay_s < 0:
             raise ConfigError(
                 f'script_step_delay_s: expected >= 0, got {self.script_step_delay_s}')

@@ -20,23 +20,34 @@ Per step (janusvln-spec.md §2.3-2.4, §3):
      added to every selected frame; the whole prompt is prefilled with ``logits_to_keep=1``;
    * ``streaming`` (the paper's full dual implicit memory; **the released checkpoints were not
      trained for it**): an LLM key/value cache holds the prompt prefix, the first
-     ``semantic_anchor_frames`` frames and the last ``semantic_window_frames`` frames; only the
-     new frame (fused with its *own* 3-D tokens times λ) is prefilled, at its original
-     M-RoPE positions from a global counter; older frames are evicted physically; the query
-     is appended, decoded and cropped so that it never accumulates.
+     ``semantic_anchor_frames`` frames and the last ``semantic_window_frames`` frames; the new
+     frame (fused with its *own* 3-D tokens times λ) and the action query are prefilled in ONE
+     forward (the prefix too, on the first step), at their original M-RoPE positions from a
+     global counter; when the window is full, the query rows of that forward's attention mask
+     hide the frame this step evicts (exactly the old order "frame, evict, query"), which is then
+     evicted physically; the query and the answer are cropped after decoding, so they never
+     accumulate (the next frame reuses the query's positions).
 
    Decoding is :class:`~janusvln_ros.core.decoding.ConstrainedActionDecoder`: the same action
-   as "greedy generate, then exact-match parse, else STOP", in at most ``tokens + 1`` passes.
+   as "greedy generate, then exact-match parse, else STOP", with the rest of a started action
+   word verified speculatively in one forward.
 
-Host synchronisation: one per decoded token (the greedy argmax), nothing else inside a step
-(stage times on CUDA come from CUDA events read after the last sync).
+LLM forwards per step (a trained model's one-word answer): 1 prefill + 1 decode for ``STOP``,
+``MOVE_FORWARD`` and ``TURN_LEFT``, + 2 for ``TURN_RIGHT``; a non-action first token: the
+prefill only. Both modes.
+
+Host synchronisation: one for the first greedy token, one per decode forward (the argmax of
+its rows); the CPU-side token ids give the image-pad positions, the ViT grid stays on the CPU,
+and CPU->GPU copies are ``non_blocking`` (stage times on CUDA come from CUDA events read after
+the last sync). Fast paths (``EngineConfig.fast_paths``, CUDA only) are installed on the model
+when the engine is built (:func:`apply_fast_paths`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -48,6 +59,7 @@ from janusvln_ros.core.history import sample_history
 from janusvln_ros.core.semantic_memory import FrameFeatureStore, StreamingSemanticMemory
 from janusvln_ros.core.types import StepResult
 from janusvln_ros.model.checkpoint import load_checkpoint
+from janusvln_ros.model.janusvln import truncate_cache
 from janusvln_ros.model.positions import chunk_positions, text_positions
 from janusvln_ros.model.preprocess import prepare_frame
 from janusvln_ros.model.prompt import PromptBuilder
@@ -94,6 +106,43 @@ class _StageTimer:
         return out
 
 
+def apply_fast_paths(model: Any, llm_device: torch.device,
+                     vggt_device: torch.device) -> list[str]:
+    """Install the CUDA fast paths on ``model`` (idempotent; nothing on CPU devices).
+
+    cuDNN first in the process-wide SDPA priority, the varlen ViT attention and CUDA graphs of
+    the ViT (LLM device on CUDA) and of VGGT (VGGT device on CUDA); what is already installed
+    (e.g. by the GPU benchmark) is left as it is.
+
+    Returns:
+        The names of the fast paths in effect: ``sdpa_cudnn``, ``vit_varlen``, ``vitgraph``,
+        ``vggtgraph``.
+    """
+    from janusvln_ros.model import cuda_graphs, fast_attention
+    done: list[str] = []
+    if llm_device.type == 'cuda' or vggt_device.type == 'cuda':
+        fast_attention.set_global_sdpa_preference('cudnn')
+        done.append('sdpa_cudnn')
+    if llm_device.type == 'cuda':
+        if (fast_attention.vision_attention_name(model.qwen)
+                != fast_attention.VARLEN_VISION_ATTENTION):
+            fast_attention.enable_varlen_vision_attention(model.qwen)
+        done.append('vit_varlen')
+    installed = vars(model)
+    vit_done = isinstance(installed.get('vit_embeds'), cuda_graphs.FastVisionEncoder)
+    vggt_done = isinstance(installed.get('spatial_embeds'), cuda_graphs.GraphedSpatialEncoder)
+    vit = llm_device.type == 'cuda' and not vit_done
+    vggt = vggt_device.type == 'cuda' and not vggt_done
+    if vit or vggt:
+        cuda_graphs.install_cuda_graphs(model, vit=vit, vggt=vggt)
+    graphs = (('vitgraph', 'vit_embeds', llm_device),
+              ('vggtgraph', 'spatial_embeds', vggt_device))
+    done += [name for name, key, dev in graphs if dev.type == 'cuda' and key in installed]
+    if done:
+        logger.info('engine fast paths: %s', ', '.join(done))
+    return done
+
+
 class JanusVLNEngine:
     """The dual-memory JanusVLN engine (see the module docstring).
 
@@ -108,7 +157,8 @@ class JanusVLNEngine:
         semantic_memory: :class:`FrameFeatureStore` (parity) or
             :class:`StreamingSemanticMemory` (streaming), same interface.
         last_selected: Frame indices in the last parity prompt (streaming: cached frame ids).
-        last_decode: The last :class:`DecodeResult`.
+        last_decode: The last :class:`DecodeResult` (``forward_passes``: decode forwards).
+        fast_paths: Names of the CUDA fast paths in effect (``[]`` on CPU).
     """
 
     def __init__(self, config: EngineConfig, model: Any = None, tokenizer: Any = None) -> None:
@@ -128,14 +178,17 @@ class JanusVLNEngine:
             raise ModelLoadError('a tokenizer is required when a model is given')
         self.model = model
         self.tokenizer = tokenizer
+        self.fast_paths: list[str] = []
         self._place_model()
         self.prompt = PromptBuilder(tokenizer, config.prompt_template or None)
         self.decoder = ConstrainedActionDecoder(self.prompt.decode, self.prompt.eos_token_ids,
-                                                max_new_tokens=config.max_new_tokens, strip=True)
+                                                max_new_tokens=config.max_new_tokens, strip=True,
+                                                action_token_ids=self.prompt.action_token_ids())
+        self._masks = bool(self.model.supports_attention_mask())
         self.spatial_memory = self._new_spatial_memory()
         if config.mode == 'parity':
             self.semantic_memory: FrameFeatureStore | StreamingSemanticMemory = (
-                FrameFeatureStore(config.num_history))
+                FrameFeatureStore(config.num_history, offload=True))
         else:
             self.semantic_memory = StreamingSemanticMemory(
                 config.semantic_anchor_frames, config.semantic_window_frames,
@@ -150,8 +203,10 @@ class JanusVLNEngine:
 
     # ------------------------------------------------------------------ model plumbing
     def _place_model(self) -> None:
-        """Put Qwen on ``llm_device`` and VGGT + merger on ``vggt_device``."""
+        """Put Qwen on ``llm_device`` and VGGT + merger on ``vggt_device``; fast paths."""
         self.model.place(self.llm_device, self.vggt_device)
+        if self.config.fast_paths:
+            self.fast_paths = apply_fast_paths(self.model, self.llm_device, self.vggt_device)
 
     def _llm_config(self) -> Any:
         return self.model.qwen.config
@@ -225,8 +280,7 @@ class JanusVLNEngine:
 
         timer.start('vit', self.llm_device)
         pixels = prep.pixel_values.to(self.llm_device, non_blocking=True)
-        grid = prep.grid_thw.to(self.llm_device)
-        vit = self.model.vit_embeds(pixels, grid)[0]
+        vit = self.model.vit_embeds(pixels, prep.grid_thw)[0]  # CPU grid: no host sync
         timer.stop()
 
         if self.config.mode == 'parity':
@@ -253,23 +307,29 @@ class JanusVLNEngine:
             return self.model.text_embeds(ids)
         return self.model.scatter_images(ids, images)
 
-    def _forward(self, embeds: torch.Tensor, positions: torch.Tensor,
-                 past: Any) -> tuple[torch.Tensor, Any]:
-        logits, past = self.model.llm_forward(embeds, positions.to(self.llm_device),
-                                              past_key_values=past, logits_to_keep=1)
-        return logits.reshape(-1, logits.shape[-1])[-1], past
+    def _forward(self, embeds: torch.Tensor, positions: torch.Tensor, past: Any,
+                 keep: int = 1, allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        """One LLM forward; returns the last ``keep`` rows of logits ``(keep, vocab)``."""
+        logits, past = self.model.llm_forward(embeds, positions, past_key_values=past,
+                                              logits_to_keep=keep, allowed=allowed)
+        return logits.reshape(-1, logits.shape[-1])[-keep:], past
 
     def _decode(self, first_logits: torch.Tensor, past: Any, next_pos: int) -> DecodeResult:
-        self._last_logits = first_logits
+        """Constrained greedy decoding after the prefill (the answer is appended to ``past``)."""
+        self._last_logits = first_logits.reshape(-1, first_logits.shape[-1])[-1]
         state = {'pos': next_pos}
 
-        def feed(token: int) -> torch.Tensor:
-            ids = torch.tensor([[token]], dtype=torch.long)
-            pos, state['pos'] = text_positions(state['pos'], 1)
-            logits, _ = self._forward(self._embed(ids, None), pos, past)
+        def feed(tokens: Sequence[int]) -> torch.Tensor:
+            ids = torch.tensor([list(tokens)], dtype=torch.long)
+            pos, state['pos'] = text_positions(state['pos'], len(tokens))
+            logits, _ = self._forward(self._embed(ids, None), pos, past, keep=len(tokens))
             return logits
 
-        return self.decoder.decode(first_logits, feed)
+        def discard(n: int) -> None:
+            truncate_cache(past, int(past.get_seq_length()) - n)
+            state['pos'] -= n
+
+        return self.decoder.decode(first_logits, feed=feed, discard=discard)
 
     def _parity(self, vit: torch.Tensor, spatial: torch.Tensor, grid: torch.Tensor,
                 timer: _StageTimer) -> DecodeResult:
@@ -279,7 +339,7 @@ class JanusVLNEngine:
         store.add(vit, grid.view(-1, 3)[0].cpu())
         selected = sample_history(store.frames_seen, self.config.num_history)
         self.last_selected = selected
-        feats = [store.get(i) for i in selected]
+        feats = [store.get(i, self.llm_device) for i in selected]
         ids = self.prompt.parity_ids(self._instruction, [f.shape[0] for f in feats])
         grids = torch.stack([store.grid(i) for i in selected])
         embeds = self._embed(ids, self.model.fuse(feats, spatial))
@@ -292,21 +352,85 @@ class JanusVLNEngine:
         timer.stop()
         return result
 
+    def _query_mask(self, past_len: int, new_len: int, query_start: int,
+                    blocked: list[tuple[int, int]]) -> torch.Tensor:
+        """The ``(new, past + new)`` bool attention mask of the one-forward streaming prefill.
+
+        Causal, except that the tokens from ``query_start`` on (the query) do not see the
+        cached ``blocked`` ranges (the frame this step evicts), as if it were already evicted.
+        """
+        allowed = torch.ones(new_len, past_len + new_len, dtype=torch.bool,
+                             device=self.llm_device)
+        allowed[:, past_len:] = torch.ones(new_len, new_len, dtype=torch.bool,
+                                           device=self.llm_device).tril()
+        for start, end in blocked:
+            allowed[query_start:, start:end] = False
+        return allowed
+
     def _streaming(self, vit: torch.Tensor, spatial: torch.Tensor, grid: torch.Tensor,
                    timer: _StageTimer) -> DecodeResult:
         mem = self.semantic_memory
         assert isinstance(mem, StreamingSemanticMemory)
         timer.start('prefill', self.llm_device)
+        image_grid = grid.view(-1, 3).cpu()
+        fused = self.model.fuse([vit], spatial)
+        blocked = mem.evicted_by_next_frame()
+        if not self._masks:
+            return self._streaming_two_forwards(fused, image_grid, timer)
+        # ONE forward: [prefix on the first step] + the new frame + the query
+        chunks: list[tuple[str, torch.Tensor, torch.Tensor, int]] = []
+        pos = mem.next_pos
+        if not mem.has_prefix:
+            ids = self.prompt.prefix_ids(self._instruction)
+            positions, end = text_positions(pos, ids.numel())
+            chunks.append(('prefix', ids, positions, end))
+            pos = end
+        ids = self.prompt.frame_ids(vit.shape[0])
+        positions, end = chunk_positions(ids, self.model.image_token_id, image_grid, pos,
+                                         self.model.spatial_merge_size)
+        chunks.append(('frame', ids, positions, end))
+        ids = self.prompt.query_ids()
+        positions, query_end = text_positions(end, ids.numel())
+        chunks.append(('query', ids, positions, query_end))
+        all_ids = torch.cat([c[1] for c in chunks])
+        all_pos = torch.cat([c[2] for c in chunks], dim=-1)
+        allowed = None
+        if blocked:
+            past_len = mem.kv.seq_length
+            allowed = self._query_mask(past_len, all_ids.numel(),
+                                       all_ids.numel() - chunks[-1][1].numel(), blocked)
+        logits, _ = self._forward(self._embed(all_ids, fused), all_pos, mem.hf_cache,
+                                  allowed=allowed)
+        mem.record_many([(kind, ids.numel(), end, self._step if kind == 'frame' else -1,
+                          kind != 'query') for kind, ids, _, end in chunks])
+        mem.evict()  # the query's keys were computed without the evicted frame (mask)
+        mark = mem.mark() - 1  # the query stays; crop it and the answer after decoding
+        self.last_selected = mem.kv.frame_ids()
+        timer.stop()
+        timer.start('decode', self.llm_device)
+        result = self._decode(logits, mem.hf_cache, query_end)
+        mem.rollback(mark)
+        timer.stop()
+        return result
+
+    def _streaming_two_forwards(self, fused: list[torch.Tensor], image_grid: torch.Tensor,
+                                timer: _StageTimer) -> DecodeResult:
+        """Frame forward, evict, query forward (the path before the one-forward prefill).
+
+        Used for attention backends without custom masks, and as the reference of the
+        one-forward path in the tests.
+        """
+        mem = self.semantic_memory
+        assert isinstance(mem, StreamingSemanticMemory)
         if not mem.has_prefix:
             ids = self.prompt.prefix_ids(self._instruction)
             positions, end = text_positions(mem.next_pos, ids.numel())
             self._forward(self._embed(ids, None), positions, mem.hf_cache)
             mem.record('prefix', ids.numel(), end)
-        ids = self.prompt.frame_ids(vit.shape[0])
-        positions, end = chunk_positions(ids, self.model.image_token_id, grid.view(-1, 3).cpu(),
+        ids = self.prompt.frame_ids(fused[0].shape[0])
+        positions, end = chunk_positions(ids, self.model.image_token_id, image_grid,
                                          mem.next_pos, self.model.spatial_merge_size)
-        self._forward(self._embed(ids, self.model.fuse([vit], spatial)), positions,
-                      mem.hf_cache)
+        self._forward(self._embed(ids, fused), positions, mem.hf_cache)
         mem.record('frame', ids.numel(), end, frame_id=self._step)
         mem.evict()
         self.last_selected = mem.kv.frame_ids()

@@ -12,7 +12,11 @@ Two modes (janusvln-spec.md §3.2, models-env.md §3.5):
   real size (391 tokens x 3584 x 2 B = 2.8 MB per frame in bf16) that is ~0.98 GB after 400
   steps, and 0.25 MB per frame at 644x476 if only uint8 pixels were kept instead. We keep the
   ViT features (re-encoding 8 history frames per step would cost the ViT time the store saves).
-  ``capacity`` is 0 (unbounded) for this store.
+  ``capacity`` is 0 (unbounded) for this store. The features live in **host memory**
+  (``offload=True``, the engine's choice; pinned when CUDA is available): at real size the host
+  holds ~2.8 MB per kept frame (~1.1 GB after 400 steps, ~2.8 GB after 1000), the GPU only the
+  current frame and the <= 9 frames of the step's prompt (~25 MB, uploaded with
+  ``non_blocking=True`` each step), so GPU memory no longer grows with the episode.
 * ``streaming`` (:class:`StreamingSemanticMemory`) - the paper's dual implicit memory, which
   the released code does not implement and the released checkpoints were **not** trained
   for. The LLM keeps a key/value cache of the prompt prefix + the first ``anchor_frames``
@@ -31,7 +35,7 @@ from typing import Any
 import torch
 
 from janusvln_ros.core.history import oldest_sampleable
-from janusvln_ros.model.llm_cache import Segment, StreamingKVCache
+from janusvln_ros.model.llm_cache import CacheLayoutError, Segment, StreamingKVCache
 
 logger = logging.getLogger(__name__)
 
@@ -42,20 +46,36 @@ class FrameFeatureStore:
     Args:
         num_history: History length of the sampling rule (to know which frames can be pruned).
         prune: Drop frames that can never be sampled again (exact; see the module docstring).
+        offload: Keep the features in host memory (pinned when CUDA is available); the last
+            added frame also stays on its device until the next ``add``. False: keep them where
+            they were computed.
     """
 
-    def __init__(self, num_history: int = 8, prune: bool = True) -> None:
+    def __init__(self, num_history: int = 8, prune: bool = True, offload: bool = False) -> None:
         self.num_history = num_history
         self.prune = prune
+        self.offload = offload
         self._frames: dict[int, torch.Tensor] = {}
         self._grids: dict[int, torch.Tensor | None] = {}
+        self._latest: tuple[int, torch.Tensor] | None = None
         self._count = 0
 
     def reset(self) -> None:
         """Forget every frame."""
         self._frames.clear()
         self._grids.clear()
+        self._latest = None
         self._count = 0
+
+    @staticmethod
+    def _to_host(tokens: torch.Tensor) -> torch.Tensor:
+        """A host copy of ``tokens`` (pinned, asynchronous from CUDA; the tensor itself on CPU)."""
+        if tokens.device.type == 'cpu':
+            return tokens
+        host = torch.empty(tokens.shape, dtype=tokens.dtype, device='cpu',
+                           pin_memory=torch.cuda.is_available())
+        host.copy_(tokens, non_blocking=True)  # ordered before any later upload on the stream
+        return host
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -72,8 +92,12 @@ class FrameFeatureStore:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the stored features."""
+        """Bytes of the stored features (host bytes when offloaded)."""
         return sum(t.numel() * t.element_size() for t in self._frames.values())
+
+    def devices(self) -> set[torch.device]:
+        """Devices of the stored features."""
+        return {t.device for t in self._frames.values()}
 
     def add(self, tokens: torch.Tensor, grid_thw: torch.Tensor | None = None) -> int:
         """Store the next frame's ViT tokens.
@@ -86,7 +110,8 @@ class FrameFeatureStore:
             The frame's index in the episode.
         """
         index = self._count
-        self._frames[index] = tokens
+        self._frames[index] = self._to_host(tokens) if self.offload else tokens
+        self._latest = (index, tokens)
         self._grids[index] = grid_thw
         self._count += 1
         if self.prune:
@@ -96,13 +121,28 @@ class FrameFeatureStore:
                 del self._grids[stale]
         return index
 
-    def get(self, index: int) -> torch.Tensor:
+    def get(self, index: int, device: torch.device | str | None = None) -> torch.Tensor:
         """The ViT tokens of frame ``index``.
+
+        Args:
+            index: Frame index.
+            device: Where the tokens are wanted (None: where they are stored). An offloaded
+                frame is uploaded with ``non_blocking=True``; the last added frame is returned
+                from its own device without a copy.
 
         Raises:
             KeyError: The frame was never added or has been pruned.
         """
-        return self._frames[index]
+        tokens = self._frames[index]
+        if device is None:
+            return tokens
+        device = torch.device(device)
+        if self._latest is not None and self._latest[0] == index:
+            latest = self._latest[1]
+            if latest.device == device or (device.type == latest.device.type
+                                           and device.index is None):
+                return latest
+        return tokens.to(device, non_blocking=True)
 
     def grid(self, index: int) -> torch.Tensor | None:
         """The ``(3,)`` patch grid stored with frame ``index``."""
@@ -181,6 +221,33 @@ class StreamingSemanticMemory:
             self.next_pos = end_pos
         return seg
 
+    def record_many(self, chunks: list[tuple[str, int, int, int, bool]]) -> list[Segment]:
+        """Register several chunks that ONE forward pass has just appended, in order.
+
+        Args:
+            chunks: ``(kind, length, end_pos, frame_id, advance)`` per chunk, as for
+                :meth:`record`.
+
+        Raises:
+            CacheLayoutError: The cache does not hold exactly the recorded tokens (nothing is
+                recorded then).
+        """
+        segments = []
+        pos = self.next_pos
+        for kind, length, end_pos, frame_id, advance in chunks:
+            segments.append(Segment(kind, frame_id, int(length), int(pos), int(end_pos)))
+            if advance:
+                pos = end_pos
+        before = list(self.kv.segments)
+        self.kv.segments.extend(segments)
+        if self.kv.segment_length != self.kv.seq_length:
+            held = self.kv.seq_length
+            self.kv.segments[:] = before
+            raise CacheLayoutError(f'cache holds {held} tokens, segments '
+                                   f'{self.kv.segment_length + sum(s.length for s in segments)}')
+        self.next_pos = pos
+        return segments
+
     def evict(self) -> int:
         """Drop frames beyond the anchors and the window; returns the tokens evicted."""
         frames = self.kv.frame_ids()
@@ -188,6 +255,22 @@ class StreamingSemanticMemory:
             return 0
         keep = set(frames[:self.anchor_frames]) | set(frames[-self.window_frames:])
         return self.kv.keep_segments(lambda s: s.kind != 'frame' or s.frame_id in keep)
+
+    def evicted_by_next_frame(self) -> list[tuple[int, int]]:
+        """Token ranges ``[start, end)`` that ``evict()`` drops once one more frame is recorded.
+
+        That is the window's oldest frame once the window is full (else nothing).
+        """
+        frames = self.kv.frame_ids() + [None]
+        if len(frames) <= self.capacity:
+            return []
+        keep = set(frames[:self.anchor_frames]) | set(frames[-self.window_frames:])
+        ranges, start = [], 0
+        for seg in self.kv.segments:
+            if seg.kind == 'frame' and seg.frame_id not in keep:
+                ranges.append((start, start + seg.length))
+            start += seg.length
+        return ranges
 
     def mark(self) -> int:
         """A rollback point (number of recorded segments)."""

@@ -165,14 +165,17 @@ class JanusVLNForNavigation(nn.Module):
 
         Args:
             pixel_values: ``(sum_i gh_i * gw_i, 1176)`` rows of all images, concatenated.
-            grid_thw: ``(n_img, 3)`` grids ``(1, gh_i, gw_i)``.
+            grid_thw: ``(n_img, 3)`` grids ``(1, gh_i, gw_i)``; pass the CPU tensor: the
+                fast encoder (:mod:`janusvln_ros.model.cuda_graphs`) reads it on the host, so a
+                device copy would cost a host synchronisation.
 
         Returns:
             ``n_img`` tensors ``(gh_i * gw_i / 4, hidden)`` on the LLM device, LLM dtype.
         """
         visual = self.qwen.model.visual
         pixel_values = pixel_values.to(self.llm_device, visual.patch_embed.proj.weight.dtype)
-        out = self.qwen.model.get_image_features(pixel_values, grid_thw.to(self.llm_device))
+        grid_thw = grid_thw.to(self.llm_device, non_blocking=True)
+        out = self.qwen.model.get_image_features(pixel_values, grid_thw)
         return [t.to(self.dtype) for t in out.pooler_output]
 
     def new_spatial_cache(self, kind: str = 'ring', anchor_frames: int = 8,
@@ -242,22 +245,31 @@ class JanusVLNForNavigation(nn.Module):
     def text_embeds(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Token embeddings. ``(1, L)`` int64 -> ``(1, L, hidden)``."""
         embed = self.qwen.model.language_model.embed_tokens
-        return embed(input_ids.to(self.llm_device))
+        return embed(input_ids.to(self.llm_device, non_blocking=True))
 
     def scatter_images(self, input_ids: torch.Tensor,
                        image_embeds: Sequence[torch.Tensor]) -> torch.Tensor:
         """Embed ``input_ids`` and write the image embeddings at the ``<|image_pad|>`` positions.
 
         Args:
-            input_ids: ``(1, L)`` with ``sum_i tokens_i`` image pads.
+            input_ids: ``(1, L)`` with ``sum_i tokens_i`` image pads (on the CPU, the pad
+                positions are found on the host: no device synchronisation).
             image_embeds: Per-image ``(tokens_i, hidden)`` in prompt order.
 
         Returns:
             ``(1, L, hidden)`` inputs embeddings.
         """
         embeds = self.text_embeds(input_ids)
-        mask = input_ids.to(self.llm_device) == self.image_token_id
         flat = torch.cat([e.to(embeds.device, embeds.dtype) for e in image_embeds], dim=0)
+        if input_ids.device.type == 'cpu':
+            # positions known on the host: no count/boolean-index synchronisation on the device
+            index = (input_ids.reshape(-1) == self.image_token_id).nonzero().reshape(-1)
+            if index.numel() != flat.shape[0]:
+                raise ValueError(f'{index.numel()} image pads in the prompt but {flat.shape[0]} '
+                                 'image tokens')
+            index = index.to(embeds.device, non_blocking=True)
+            return embeds.index_copy(1, index, flat.unsqueeze(0))
+        mask = input_ids.to(self.llm_device) == self.image_token_id
         if int(mask.sum()) != flat.shape[0]:
             raise ValueError(f'{int(mask.sum())} image pads in the prompt but {flat.shape[0]} '
                              'image tokens')
@@ -281,9 +293,32 @@ class JanusVLNForNavigation(nn.Module):
             ids, mm_token_type_ids=mm_token_type_ids, image_grid_thw=grid_thw.to(ids.device))
         return positions
 
+    def _text_config(self) -> Any:
+        config = self.qwen.config
+        return getattr(config, 'text_config', None) or config
+
+    def supports_attention_mask(self) -> bool:
+        """Whether :meth:`llm_forward` accepts ``allowed`` (sdpa or eager, full attention)."""
+        text = self._text_config()
+        impl = getattr(text, '_attn_implementation', None) or 'sdpa'
+        layer_types = set(getattr(text, 'layer_types', None) or ['full_attention'])
+        return impl in ('sdpa', 'eager') and layer_types == {'full_attention'}
+
+    def _layer_masks(self, allowed: torch.Tensor, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """``allowed`` as the prepared per-layer-type 4-D mask transformers takes as is."""
+        if not self.supports_attention_mask():
+            raise ValueError('custom attention masks need the sdpa or eager attention and full '
+                             'attention layers')
+        mask = allowed.to(self.llm_device, non_blocking=True)[None, None]
+        text = self._text_config()
+        if (getattr(text, '_attn_implementation', None) or 'sdpa') == 'eager':
+            zero = torch.zeros((), dtype=dtype, device=mask.device)
+            mask = torch.where(mask, zero, torch.finfo(dtype).min)
+        return {'full_attention': mask}
+
     def llm_forward(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor,
-                    past_key_values: Any = None,
-                    logits_to_keep: int = 1) -> tuple[torch.Tensor, Any]:
+                    past_key_values: Any = None, logits_to_keep: int = 1,
+                    allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
         """One LLM call with explicit 3-D positions (prefill, chunk or decode step).
 
         Args:
@@ -293,18 +328,31 @@ class JanusVLNForNavigation(nn.Module):
                 for a fresh one.
             logits_to_keep: Last positions whose logits are computed (1 avoids the 152k-wide
                 logits of the whole prompt).
+            allowed: Optional ``(L, past + L)`` bool: which cached + new tokens each new token
+                may attend to (True = attend), replacing the causal mask (see
+                :meth:`supports_attention_mask`); None: plain causal attention.
 
         Returns:
             ``(logits (1, k, vocab), cache)``.
         """
-        kwargs = {self._cache_kwarg: past_key_values}
+        kwargs: dict[str, Any] = {self._cache_kwarg: past_key_values}
+        if allowed is not None:
+            kwargs['attention_mask'] = self._layer_masks(allowed, inputs_embeds.dtype)
         out = self.qwen(inputs_embeds=inputs_embeds.to(self.llm_device),
-                        position_ids=position_ids.to(self.llm_device), use_cache=True,
-                        logits_to_keep=logits_to_keep, **kwargs)
+                        position_ids=position_ids.to(self.llm_device, non_blocking=True),
+                        use_cache=True, logits_to_keep=logits_to_keep, **kwargs)
         cache = getattr(out, 'cache', None) if self._cache_kwarg == 'cache' else None
         if cache is None:
             cache = out.past_key_values
         return out.logits, cache
+
+
+def truncate_cache(cache: Any, keep_tokens: int) -> None:
+    """Keep the first ``keep_tokens`` tokens of every layer of an HF ``DynamicCache``."""
+    for layer in cache.layers:
+        if layer.keys is not None and layer.keys.shape[-2] > keep_tokens:
+            layer.keys = layer.keys[..., :keep_tokens, :]
+            layer.values = layer.values[..., :keep_tokens, :]
 
 
 def parameter_counts(model: JanusVLNForNavigation) -> dict[str, int]:

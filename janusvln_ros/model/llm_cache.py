@@ -119,7 +119,7 @@ class StreamingKVCache:
         for layer in self.hf_cache.layers:
             if layer.keys is None or layer.keys.numel() == 0:
                 continue
-            idx = keep_idx.to(layer.keys.device)
+            idx = keep_idx.to(layer.keys.device, non_blocking=True)  # no host sync
             layer.keys = layer.keys.index_select(-2, idx)
             layer.values = layer.values.index_select(-2, idx)
 

@@ -176,3 +176,85 @@ def test_factory(primed_tiny_dir):
         build_engine(EngineConfig(engine='janusvln_ros.core.nothing:Nope'))
     with pytest.raises(ConfigError):
         build_engine(EngineConfig(engine='janusvln_ros.core.types:Action'))
+
+
+def _count_forwards(model):
+    calls = []
+    inner = model.llm_forward
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get('logits_to_keep', 1))
+        return inner(*args, **kwargs)
+
+    model.llm_forward = counted
+    return calls, lambda: delattr(model, 'llm_forward')
+
+
+def test_streaming_one_forward_equals_two_forwards_with_eviction(primed):
+    """Frame + query in ONE masked forward == frame forward, evict, query forward (old path)."""
+    torch.set_num_threads(1)
+    model, tokenizer = primed
+    config = EngineConfig(mode='streaming', semantic_anchor_frames=1, semantic_window_frames=2,
+                          spatial_anchor_frames=1, spatial_window_frames=2)
+    fast = JanusVLNEngine(config, model, tokenizer)
+    slow = JanusVLNEngine(config, model, tokenizer)
+    slow._masks = False
+    assert fast._masks
+    for eng in (fast, slow):
+        eng.reset('find the red chair')
+    calls, undo = _count_forwards(model)
+    try:
+        for t, frame in enumerate(_frames(9, 8)):
+            n = len(calls)
+            a = fast.step(frame)
+            fast_calls = len(calls) - n
+            b = slow.step(frame)
+            assert torch.allclose(fast.last_logits, slow.last_logits, rtol=1e-4, atol=1e-4), t
+            assert a.action == b.action and fast.last_decode == slow.last_decode, t
+            assert fast.last_selected == slow.last_selected
+            assert fast.semantic_memory.kv.segments == slow.semantic_memory.kv.segments
+            assert fast.semantic_memory.kv.seq_length == slow.semantic_memory.kv.seq_length
+            # one prefill forward, then the decode forwards (no separate prefix/query forward)
+            assert fast_calls == 1 + fast.last_decode.forward_passes, t
+    finally:
+        undo()
+    assert fast.semantic_memory.kv.frame_ids() == [0, 6, 7]
+
+
+def test_parity_store_offloads_and_decode_is_speculative(primed):
+    """The parity store keeps CPU features; the decode feeds whole action words at once."""
+    torch.set_num_threads(1)
+    model, tokenizer = primed
+    eng = JanusVLNEngine(EngineConfig(spatial_anchor_frames=1, spatial_window_frames=2),
+                         model, tokenizer)
+    assert eng.semantic_memory.offload
+    eng.reset('go down the hall')
+    words = eng.prompt.action_token_ids()
+    calls, undo = _count_forwards(model)
+    seen = set()
+    try:
+        for frame in _frames(4, 12):
+            n = len(calls)
+            eng.step(frame)
+            res = eng.last_decode
+            assert len(calls) - n == 1 + res.forward_passes
+            if res.accepted:
+                seen.add(res.action.name)
+                # trained answers: 1 decode forward, 2 for TURN_RIGHT (ambiguous TURN)
+                assert res.forward_passes == (2 if res.action.name == 'TURN_RIGHT' else 1)
+                assert list(res.token_ids[:-1]) == words[res.action.name]
+                if res.action.name == 'MOVE_FORWARD':
+                    assert calls[n + 1] == 2  # MOVE + _FORWARD verified in one forward
+    finally:
+        undo()
+    assert len(seen) >= 2, seen
+    assert eng.semantic_memory.devices() == {torch.device('cpu')}
+
+
+def test_fast_paths_do_nothing_on_cpu(primed):
+    model, tokenizer = primed
+    eng = JanusVLNEngine(EngineConfig(fast_paths=True), model, tokenizer)
+    assert eng.fast_paths == []
+    assert 'vit_embeds' not in vars(model) and 'spatial_embeds' not in vars(model)
+    with pytest.raises(ConfigError):
+        EngineConfig(fast_paths='yes')

@@ -8,7 +8,7 @@ from transformers import DynamicCache
 from janusvln_ros.model.config import JanusVLNConfig
 from janusvln_ros.model.fusion import spatial_tokens
 from janusvln_ros.model.janusvln import (cache_kwarg_name, JanusVLNForNavigation,
-                                         parameter_counts)
+                                         parameter_counts, truncate_cache)
 from janusvln_ros.model.preprocess import prepare_frame
 from janusvln_ros.model.spatial_memory import ConcatEvictCache, RingBufferCache
 
@@ -131,3 +131,57 @@ def test_llm_forward_cache_decode_equals_full(model):
 def test_fuse_rejects_mismatched_sizes(model):
     with pytest.raises(ValueError, match='same prepared frame size'):
         model.fuse([torch.zeros(20, 64)], torch.zeros(12, 64))
+
+
+def test_scatter_on_host_positions_is_bit_identical(model):
+    """CPU ids: pad positions found on the host, same tensor as boolean-mask scattering."""
+    torch.manual_seed(5)
+    ids = torch.tensor([[1, 151655, 151655, 7, 151655, 9, 151655, 151655, 151655]])
+    images = [torch.randn(2, model.config.hidden_size), torch.randn(4, model.config.hidden_size)]
+    with torch.no_grad():
+        got = model.scatter_images(ids, images)
+        want = model.text_embeds(ids).clone()
+        want[ids == 151655] = torch.cat(images)
+    assert torch.equal(got, want)
+    with pytest.raises(ValueError, match='image pads'):
+        model.scatter_images(ids, images[:1])
+
+
+def test_custom_mask_and_truncate(model):
+    """Custom ``allowed`` masks and ``truncate_cache``.
+
+    ``allowed`` = causal reproduces the default; blocking a cached run for the last new tokens
+    equals dropping it from the cache between two forwards (the engine's streaming eviction);
+    ``truncate_cache`` undoes appended tokens.
+    """
+    torch.manual_seed(4)
+    assert model.supports_attention_mask()
+    ids = torch.randint(0, 151000, (1, 14))
+    pos = torch.arange(14).view(1, 1, -1).expand(3, 1, -1)
+    emb = model.text_embeds(ids)
+    with torch.no_grad():
+        _, cache = model.llm_forward(emb[:, :10], pos[:, :, :10], None)
+        plain, _ = model.llm_forward(emb[:, 10:], pos[:, :, 10:], cache, logits_to_keep=4)
+        truncate_cache(cache, 10)
+        assert cache.get_seq_length() == 10
+        allowed = torch.ones(4, 14, dtype=torch.bool)
+        allowed[:, 10:] = torch.ones(4, 4, dtype=torch.bool).tril()
+        masked, _ = model.llm_forward(emb[:, 10:], pos[:, :, 10:], cache, logits_to_keep=4,
+                                      allowed=allowed)
+        torch.testing.assert_close(masked, plain, rtol=1e-5, atol=1e-5)
+        # block cached tokens 3..6 for the last two new tokens == those tokens never cached
+        truncate_cache(cache, 10)
+        allowed[2:, 3:6] = False
+        blocked, _ = model.llm_forward(emb[:, 10:], pos[:, :, 10:], cache, logits_to_keep=4,
+                                       allowed=allowed)
+        # reference: tokens 10-11 with everything cached, evict 3..5, then tokens 12-13
+        truncate_cache(cache, 10)
+        model.llm_forward(emb[:, 10:12], pos[:, :, 10:12], cache)
+        keep = torch.cat([torch.arange(3), torch.arange(6, 12)])
+        for layer in cache.layers:
+            layer.keys = layer.keys.index_select(-2, keep)
+            layer.values = layer.values.index_select(-2, keep)
+        ref, _ = model.llm_forward(emb[:, 12:], pos[:, :, 12:], cache, logits_to_keep=2)
+    torch.testing.assert_close(blocked[:, :2], plain[:, :2], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(blocked[:, 2:], ref, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(blocked[:, 2:], plain[:, 2:], atol=1e-3)
