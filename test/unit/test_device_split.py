@@ -15,14 +15,6 @@ from janusvln_ros.model.priming import synthetic_frame
 from janusvln_ros.model.prompt import ACTION_NAMES
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _frames(n):
     rng = np.random.default_rng(3)
     return [synthetic_frame(rng, ACTION_NAMES[i % 4]) for i in range(n)]

@@ -11,14 +11,6 @@ from janusvln_ros.model.spatial_memory import (
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _policy_mask(frames: int, anchor: int, window: int) -> torch.Tensor:
     """[f, g]: frame f sees g when g == f, or g < f and g is an anchor or among the last window."""
     f = torch.arange(frames)[:, None]

@@ -27,14 +27,6 @@ def _tiny(seed: int = 0, **overrides) -> VGGTAggregator:
     return model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _stream(model, frames, cache, num_layers=None):
     """Stream frames (B, S, 3, H, W) -> list over frames of lists over layers of (B, P, 2C)."""
     with torch.no_grad():
