@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = {d: torch.cuda.memory_allocated(d) / GIB for d in sorted({vggt_dev, llm_dev})}
     frames = eg.make_frames(60)
     cfg = EngineConfig(device=llm_dev, dtype='bfloat16', vggt_device=vggt_dev,
-                       llm_device=llm_dev)
+                       llm_device=llm_dev, fast_paths=False)  # installed above, per --fast
     report: dict[str, Any] = {
         'card': eg.card_name(), 'gpus_visible': n_gpu, 'vggt_device': vggt_dev,
         'llm_device': llm_dev, 'torch': torch.__version__, 'fast_paths': fast,
