@@ -96,7 +96,10 @@ def main() -> int:
             now = time.time()
             rec['status'].append({'t': now, 'episode_id': m.episode_id, 'state': m.state,
                                   'step': m.step, 'last_action': m.last_action,
-                                  'message': m.message, 'stamp': stamp_key(m.header.stamp)})
+                                  'message': m.message, 'stamp': stamp_key(m.header.stamp),
+                                  'raw_output': m.raw_output,
+                                  'spatial_capacity': m.spatial_memory_capacity,
+                                  'latency_ms': m.step_latency_ms})
             if (episode['id'] is not None and m.episode_id == episode['id']
                     and m.state in FINAL and episode['final_t'] is None):
                 episode['final_t'] = now
