@@ -11,14 +11,10 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import netlab  # noqa: E402,I100
-import pytest  # noqa: E402,I100,I202
+import netlab
+import pytest
 
 PROBE = str(pathlib.Path(__file__).resolve().parent / 'probe.py')
-pytestmark = pytest.mark.skipif(
-    subprocess.run(['ip', 'netns', 'list'], capture_output=True).returncode != 0,
-    reason='needs root and iproute2 (ip netns)')
 
 
 def _probe(lab, host, cmd, out, name, *args):
