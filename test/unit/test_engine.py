@@ -52,7 +52,6 @@ def _compare(model, tokenizer, config, frames):
 
 @pytest.mark.parametrize('seed', [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_parity_matches_reference_100_steps(primed, seed):
-    torch.set_num_threads(1)
     model, tokenizer = primed
     config = EngineConfig(spatial_anchor_frames=2, spatial_window_frames=5)
     actions, worst = _compare(model, tokenizer, config, _frames(seed, 100))
@@ -62,7 +61,6 @@ def test_parity_matches_reference_100_steps(primed, seed):
 
 @pytest.mark.slow
 def test_parity_matches_reference_across_spatial_eviction(primed):
-    torch.set_num_threads(1)
     model, tokenizer = primed
     config = EngineConfig(spatial_anchor_frames=8, spatial_window_frames=48)
     actions, _ = _compare(model, tokenizer, config, _frames(7, 60))
@@ -71,7 +69,6 @@ def test_parity_matches_reference_across_spatial_eviction(primed):
 
 def test_streaming_without_eviction_equals_one_full_forward(primed):
     """Incremental prefill (prefix, frames one by one, query) == one forward of the sequence."""
-    torch.set_num_threads(1)
     model, tokenizer = primed
     config = EngineConfig(mode='streaming', semantic_anchor_frames=1, semantic_window_frames=8,
                           spatial_anchor_frames=2, spatial_window_frames=3)
@@ -105,7 +102,6 @@ def test_streaming_without_eviction_equals_one_full_forward(primed):
 
 
 def test_streaming_positions_and_fixed_size(primed):
-    torch.set_num_threads(1)
     model, tokenizer = primed
     config = EngineConfig(mode='streaming', semantic_anchor_frames=1, semantic_window_frames=3,
                           spatial_anchor_frames=1, spatial_window_frames=2)
@@ -129,7 +125,6 @@ def test_streaming_positions_and_fixed_size(primed):
 
 
 def test_reset_restores_first_frame_behaviour(primed):
-    torch.set_num_threads(1)
     model, tokenizer = primed
     for mode in ('parity', 'streaming'):
         eng = JanusVLNEngine(EngineConfig(mode=mode, spatial_anchor_frames=1,
@@ -192,7 +187,6 @@ def _count_forwards(model):
 
 def test_streaming_one_forward_equals_two_forwards_with_eviction(primed):
     """Frame + query in ONE masked forward == frame forward, evict, query forward (old path)."""
-    torch.set_num_threads(1)
     model, tokenizer = primed
     config = EngineConfig(mode='streaming', semantic_anchor_frames=1, semantic_window_frames=2,
                           spatial_anchor_frames=1, spatial_window_frames=2)
@@ -223,7 +217,6 @@ def test_streaming_one_forward_equals_two_forwards_with_eviction(primed):
 
 def test_parity_store_offloads_and_decode_is_speculative(primed):
     """The parity store keeps CPU features; the decode feeds whole action words at once."""
-    torch.set_num_threads(1)
     model, tokenizer = primed
     eng = JanusVLNEngine(EngineConfig(spatial_anchor_frames=1, spatial_window_frames=2),
                          model, tokenizer)

@@ -96,7 +96,6 @@ def test_rmsnorm_bf16_computes_in_fp32():
 
 
 def test_aggregator_to_merger_feature_path():
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     cfg = VGGTConfig.tiny()
     model = VGGTAggregator(cfg).eval()

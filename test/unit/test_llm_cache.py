@@ -25,7 +25,6 @@ def _kept(frames, anchors, window):
 
 @pytest.mark.parametrize('anchors,window', [(1, 3), (0, 2), (2, 2)])
 def test_physical_eviction_equals_masking(anchors, window):
-    torch.set_num_threads(1)
     model = tiny_qwen(2)
     hidden = model.config.text_config.hidden_size
     gen = torch.Generator().manual_seed(anchors * 10 + window)
@@ -95,7 +94,6 @@ def test_physical_eviction_equals_masking(anchors, window):
 
 def test_masking_reference_is_sensitive():
     """Negative control: not evicting gives different query logits once frames are dropped."""
-    torch.set_num_threads(1)
     model = tiny_qwen(2)
     hidden = model.config.text_config.hidden_size
     gen = torch.Generator().manual_seed(5)

@@ -44,7 +44,6 @@ def _run(engine, steps):
 @pytest.mark.slow
 @pytest.mark.parametrize('mode', ['streaming', 'parity'])
 def test_memory_is_fixed_over_1000_steps(small_model, mode):
-    torch.set_num_threads(1)
     model, tokenizer = small_model
     config = EngineConfig(mode=mode, spatial_anchor_frames=2, spatial_window_frames=4,
                           semantic_anchor_frames=1, semantic_window_frames=3, num_history=8)

@@ -86,7 +86,6 @@ def test_mismatch_raises():
 
 
 def test_chunked_prefill_with_explicit_positions_equals_full_forward():
-    torch.set_num_threads(1)
     model = tiny_qwen(1)
     gen = torch.Generator().manual_seed(3)
     grids = [(1, 8, 10), (1, 10, 8), (1, 8, 8)]
