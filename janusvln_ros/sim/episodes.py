@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from janusvln_ros.sim.env import Pose2D, SimEnv
+from janusvln_ros.sim.instructions import make_instruction  # re-exported: the old home
 from janusvln_ros.sim.navmap import GeodesicField, NavMap, resample_path
-from janusvln_ros.sim.world import angle_diff, build_house, House, HouseConfig, SceneObject
+from janusvln_ros.sim.world import build_house, House, HouseConfig, SceneObject
 
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,10 @@ FORMAT_VERSION = 1
 REFERENCE_SPACING_M = 0.25
 # The built-in set: (house seed, rows, cols, episodes in that house).
 BUILTIN_HOUSES = ((11, 2, 3, 4), (12, 2, 3, 4), (13, 2, 2, 4), (14, 2, 4, 4), (15, 2, 3, 4))
+
+
+# Optional Episode fields, written only when set.
+_OPTIONAL_FIELDS = ('split', 'style', 'path_id')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +58,9 @@ class Episode:
         instruction: The natural-language instruction.
         reference_path: Waypoints ``((x, y), ...)`` of the shortest path, start to goal.
         geodesic_distance: Geodesic start-to-goal distance in metres.
+        split: The split the episode belongs to (:mod:`janusvln_ros.sim.splits`), or ''.
+        style: Instruction style, ``'coarse'`` or ``'fine'``, or ''.
+        path_id: Id shared by the episodes of one (start, goal) path, or ''.
     """
 
     episode_id: str
@@ -64,6 +72,9 @@ class Episode:
     instruction: str
     reference_path: tuple[tuple[float, float], ...]
     geodesic_distance: float
+    split: str = ''
+    style: str = ''
+    path_id: str = ''
 
     @property
     def start_pose(self) -> Pose2D:
@@ -80,6 +91,9 @@ class Episode:
         out['start'] = list(self.start)
         out['goal'] = list(self.goal)
         out['reference_path'] = [list(p) for p in self.reference_path]
+        for name in _OPTIONAL_FIELDS:  # left out when unset: older files stay byte-identical
+            if not out[name]:
+                del out[name]
         return out
 
     @classmethod
@@ -150,82 +164,6 @@ def field_for(episode: Episode) -> GeodesicField:
 
 
 # -- generation ---------------------------------------------------------------------------------
-def _turn_word(delta: float) -> str:
-    """'left', 'right', 'around' or '' for a heading change ``delta`` (radians, CCW > 0)."""
-    deg = math.degrees(delta)
-    if abs(deg) > 135:
-        return 'around'
-    if deg > 35:
-        return 'left'
-    if deg < -35:
-        return 'right'
-    return ''
-
-
-def _heading(a: np.ndarray, b: np.ndarray) -> float:
-    return math.atan2(b[1] - a[1], b[0] - a[0])
-
-
-def make_instruction(house: House, path: np.ndarray, start_yaw: float, goal: SceneObject,
-                     rng: random.Random) -> str:
-    """Template an instruction from the rooms, turns and landmarks along ``path``.
-
-    Args:
-        house: The house.
-        path: ``(k, 2)`` taut path from start to goal (corners are its inner vertices).
-        start_yaw: The agent's initial heading in radians.
-        goal: The goal object.
-        rng: Random choice of wording.
-
-    Returns:
-        One instruction, e.g. "Turn left and leave the office. Walk through the hallway, past
-        the green bench, and turn right. Enter the kitchen and stop next to the white fridge."
-    """
-    dense = resample_path(path, 0.1)
-    rooms = []
-    for x, y in dense:
-        room = house.room_at(x, y)
-        if room is not None and (not rooms or rooms[-1] != room.index):
-            rooms.append(room.index)
-    # Turns at the path's corners, assigned to the room they are in.
-    turns: dict[int, list[str]] = {}
-    for k in range(1, len(path) - 1):
-        word = _turn_word(angle_diff(_heading(path[k], path[k + 1]),
-                                     _heading(path[k - 1], path[k])))
-        room = house.room_at(*path[k])
-        if word in ('left', 'right') and room is not None:
-            turns.setdefault(room.index, []).append(word)
-    kinds = {r.index: r.kind for r in house.rooms}
-    first = _turn_word(angle_diff(_heading(path[0], path[1]), start_yaw)) if len(path) > 1 else ''
-    leave = rng.choice(('leave', 'walk out of', 'exit'))
-    if first == 'around':
-        parts = [f'Turn around and {leave} the {kinds[rooms[0]]}.']
-    elif first:
-        parts = [f'Turn {first} and {leave} the {kinds[rooms[0]]}.']
-    else:
-        parts = [f'{leave.capitalize()} the {kinds[rooms[0]]}.']
-    for index in rooms[1:-1]:
-        verb = rng.choice(('Walk through', 'Go through', 'Cross'))
-        text = f'{verb} the {kinds[index]}'
-        landmarks = [o for o in house.objects if o.room == index]
-        if landmarks:
-            seen = min(landmarks, key=lambda o: float(np.min(
-                np.hypot(dense[:, 0] - o.x, dense[:, 1] - o.y))))
-            text += f', past the {seen.label}'
-        if index in turns:
-            text += f', and turn {turns[index][0]}'
-        parts.append(text + '.')
-    end = rng.choice(('stop next to', 'wait by', 'stop beside'))
-    if len(rooms) > 1:
-        enter = f'Enter the {kinds[rooms[-1]]}'
-        if rooms[-1] in turns:
-            enter += f', turn {turns[rooms[-1]][-1]}'
-        parts.append(f'{enter} and {end} the {goal.label}.')
-    else:
-        parts.append(f'{end.capitalize()} the {goal.label}.')
-    return ' '.join(parts)
-
-
 def _goal_point(house: House, navmap: NavMap, obj: SceneObject) -> tuple[float, float] | None:
     """A free point in front of an object (towards its room's centre), or None."""
     room = house.rooms[obj.room]
