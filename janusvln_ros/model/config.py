@@ -22,12 +22,13 @@ from transformers import Qwen2_5_VLConfig
 
 from janusvln_ros.model.preprocess import TARGET_WIDTH
 from janusvln_ros.model.vggt import VGGTConfig
+from janusvln_ros.model.vocab import TokenMap
 
 logger = logging.getLogger(__name__)
 
 MODEL_TYPE = 'qwen2_5_vl'
 ARCHITECTURE = 'Qwen2_5_VLForConditionalGenerationForJanusVLN'
-PRESETS = ('tiny', 'real')
+PRESETS = ('tiny', 'small', 'real')
 
 # Text fields written at the top level of config.json (transformers 4.50 layout).
 TEXT_KEYS = ('vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers',
@@ -66,6 +67,8 @@ class JanusVLNConfig:
             (``depth - 2``: 22 for VGGT-1B).
         reference_frame: Which frame VGGT treats as the reference (only ``'first'``).
         image_width: Preprocessing width (644 for released checkpoints; tiny models use less).
+        token_map: Optional trimmed vocabulary (:class:`~janusvln_ros.model.vocab.TokenMap`):
+            ``text['vocab_size']`` rows, each an original token id; ``None`` = full vocabulary.
     """
 
     text: Mapping[str, Any]
@@ -81,6 +84,7 @@ class JanusVLNConfig:
     output_layer: int = 22
     reference_frame: str = 'first'
     image_width: int = TARGET_WIDTH
+    token_map: TokenMap | None = None
 
     def __post_init__(self) -> None:
         """Validate; raise :class:`CheckpointError` naming the bad field."""
@@ -106,6 +110,14 @@ class JanusVLNConfig:
                                   f'head_dim // 2 = {head_dim // 2}')
         if self.lam < 0 or self.vggt_merger_hidden_dim < 1:
             raise CheckpointError('lam must be >= 0 and vggt_merger_hidden_dim >= 1')
+        if self.token_map is not None:
+            if len(self.token_map) != int(self.text['vocab_size']):
+                raise CheckpointError(f'token_map keeps {len(self.token_map)} ids but vocab_size '
+                                      f'is {self.text["vocab_size"]}')
+            missing = [t for t in (self.image_token_id, self.vision_start_token_id,
+                                   self.vision_end_token_id) if t not in self.token_map]
+            if missing:
+                raise CheckpointError(f'token_map lacks the vision tokens {missing}')
 
     # ------------------------------------------------------------------ derived configs
     def vggt_config(self) -> VGGTConfig:
@@ -167,6 +179,8 @@ class JanusVLNConfig:
         data['reference_frame'] = self.reference_frame
         data['vggt_config'] = dict(self.vggt)
         data['image_width'] = self.image_width
+        if self.token_map is not None:
+            data['token_map'] = self.token_map.to_json()
         data['torch_dtype'] = 'float32'
         # The layout's era; without it HF's tokenizer loader warns about a Mistral regex bug.
         data['transformers_version'] = '4.50.0'
@@ -208,7 +222,15 @@ class JanusVLNConfig:
         vggt_dict = dict(vggt) if isinstance(vggt, dict) else VGGTConfig.real().to_dict()
         depth = int(vggt_dict.get('depth', VGGTConfig.real().depth))
         tokens = {k: int(data[k]) for k in TOKEN_KEYS if k in data}
+        token_map = None
+        raw_map = data.get('token_map')
+        if raw_map is not None:
+            try:
+                token_map = TokenMap(raw_map['kept_ids'], int(raw_map['full_vocab_size']))
+            except (TypeError, KeyError, ValueError) as exc:
+                raise CheckpointError(f'config.json: bad token_map: {exc}') from exc
         return cls(text=text, vision=vision, vggt=vggt_dict, tie_word_embeddings=tie,
+                   token_map=token_map,
                    lam=float(data.get('lam', 0.2)),
                    vggt_merger_hidden_dim=int(data.get('vggt_merger_hidden_dim', 4096)),
                    output_layer=int(data.get('output_layer', depth - 2)),
@@ -243,6 +265,39 @@ class JanusVLNConfig:
                    output_layer=vggt.depth - 2, image_width=140)
 
     @classmethod
+    def small(cls, token_map: TokenMap | None = None) -> JanusVLNConfig:
+        """The small navigator trained in the built-in world (same architecture, small sizes).
+
+        LLM hidden 256 x 4 layers (4 heads of 64, 2 KV heads, mrope [8, 12, 12]); a 4-block
+        Qwen2.5-VL-structured ViT (hidden 192, window blocks 0 and 2, full attention 1 and 3);
+        a VGGT aggregator of 3 block pairs at width 128 (fused output 1 = ``depth - 2``, 2
+        DINOv2 blocks); a 512-wide fusion MLP; frames resized to width 224 (a 4:3 camera gives
+        224x168: 192 VGGT patches, 48 merged tokens per image).
+
+        Args:
+            token_map: The trimmed vocabulary (``vocab_size = len(token_map)``); ``None`` keeps
+                the full 151,936-row vocabulary (for counting only: that does not fit the
+                small model's size budget).
+        """
+        vocab = len(token_map) if token_map is not None else 151936
+        text = {'vocab_size': vocab, 'hidden_size': 256, 'intermediate_size': 768,
+                'num_hidden_layers': 4, 'num_attention_heads': 4, 'num_key_value_heads': 2,
+                'hidden_act': 'silu', 'max_position_embeddings': 32768,
+                'initializer_range': 0.02, 'rms_norm_eps': 1e-6, 'use_cache': True,
+                'use_sliding_window': False, 'sliding_window': 32768, 'max_window_layers': 4,
+                'attention_dropout': 0.0, 'bos_token_id': 151643, 'eos_token_id': 151645,
+                'rope_theta': 1e6, 'mrope_section': [8, 12, 12]}
+        vision = {'depth': 4, 'hidden_size': 192, 'intermediate_size': 512, 'num_heads': 3,
+                  'hidden_act': 'silu', 'in_channels': 3, 'patch_size': 14,
+                  'spatial_merge_size': 2, 'temporal_patch_size': 2, 'window_size': 112,
+                  'out_hidden_size': 256, 'fullatt_block_indexes': [1, 3],
+                  'tokens_per_second': 2, 'initializer_range': 0.02}
+        vggt = VGGTConfig(img_size=224, embed_dim=128, depth=3, num_heads=2, dino_depth=2,
+                          dino_num_heads=2, layerscale_init=0.1)
+        return cls(text=text, vision=vision, vggt=vggt.to_dict(), vggt_merger_hidden_dim=512,
+                   output_layer=vggt.depth - 2, image_width=224, token_map=token_map)
+
+    @classmethod
     def real(cls) -> JanusVLNConfig:
         """Qwen2.5-VL-7B + VGGT-1B aggregator + a 4096-wide merger (the released model's sizes)."""
         text = {'vocab_size': 152064, 'hidden_size': 3584, 'intermediate_size': 18944,
@@ -266,6 +321,8 @@ class JanusVLNConfig:
         """A preset by name (:data:`PRESETS`)."""
         if name == 'tiny':
             return cls.tiny()
+        if name == 'small':
+            return cls.small()
         if name == 'real':
             return cls.real()
         raise CheckpointError(f'unknown preset {name!r}; expected one of {PRESETS}')

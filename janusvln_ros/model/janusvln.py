@@ -88,6 +88,7 @@ class JanusVLNForNavigation(nn.Module):
         self.merger = VGGTMerger(2 * vggt_cfg.embed_dim, config.vggt_merger_hidden_dim,
                                  config.hidden_size)
         self.lam = float(config.lam)
+        self.token_map = config.token_map
         self._cache_kwarg = cache_kwarg_name(type(self.qwen))
 
     @classmethod
@@ -243,9 +244,22 @@ class JanusVLNForNavigation(nn.Module):
 
     # ------------------------------------------------------------------ LLM
     def text_embeds(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Token embeddings. ``(1, L)`` int64 -> ``(1, L, hidden)``."""
+        """Token embeddings. ``(B, L)`` int64 original ids -> ``(B, L, hidden)``.
+
+        Raises:
+            VocabularyError: With a trimmed vocabulary, an id outside it (checked before the
+                ids leave the host).
+        """
         embed = self.qwen.model.language_model.embed_tokens
+        if self.token_map is not None:
+            input_ids = self.token_map.compact(input_ids)
         return embed(input_ids.to(self.llm_device, non_blocking=True))
+
+    def full_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """LM-head logits over the full vocabulary (identity without a trimmed vocabulary)."""
+        if self.token_map is None:
+            return logits
+        return self.token_map.expand_logits(logits)
 
     def scatter_images(self, input_ids: torch.Tensor,
                        image_embeds: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -333,7 +347,8 @@ class JanusVLNForNavigation(nn.Module):
                 :meth:`supports_attention_mask`); None: plain causal attention.
 
         Returns:
-            ``(logits (1, k, vocab), cache)``.
+            ``(logits (1, k, vocab), cache)``; with a trimmed vocabulary the logits are
+            expanded to the full vocabulary (original token ids).
         """
         kwargs: dict[str, Any] = {self._cache_kwarg: past_key_values}
         if allowed is not None:
@@ -344,7 +359,7 @@ class JanusVLNForNavigation(nn.Module):
         cache = getattr(out, 'cache', None) if self._cache_kwarg == 'cache' else None
         if cache is None:
             cache = out.past_key_values
-        return out.logits, cache
+        return self.full_logits(out.logits), cache
 
 
 def truncate_cache(cache: Any, keep_tokens: int) -> None:

@@ -117,13 +117,28 @@ def load_vggt_image(rgb: np.ndarray, target_width: int = TARGET_WIDTH) -> torch.
     if min(new_height, target_width) < PATCH_SIZE * MERGE_SIZE:
         raise ValueError(f'a {width}x{height} frame resizes to {new_width}x{new_height}, which '
                          'is under the 28-pixel minimum; use a less extreme aspect ratio')
-    image = Image.fromarray(np.ascontiguousarray(rgb), mode='RGB')
-    image = image.resize((new_width, new_height), Image.Resampling.BICUBIC)
-    tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    tensor = torch.from_numpy(resize_rgb(rgb, target_width).astype(np.float32) / 255.0)
+    tensor = tensor.permute(2, 0, 1)
     if new_height > target_width:
         top = (new_height - target_width) // 2
         tensor = tensor[:, top:top + target_width, :]
     return tensor.contiguous()
+
+
+def resize_rgb(rgb: np.ndarray, target_width: int = TARGET_WIDTH) -> np.ndarray:
+    """The bicubic resize step of :func:`load_vggt_image`, as uint8 (datasets store this).
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8 RGB frame (checked by the caller).
+        target_width: Output width.
+
+    Returns:
+        ``(H', target_width, 3)`` uint8 with ``H'`` from :func:`resized_size` (no crop).
+    """
+    new_height, new_width = resized_size(rgb.shape[0], rgb.shape[1], target_width)
+    image = Image.fromarray(np.ascontiguousarray(rgb), mode='RGB')
+    image = image.resize((new_width, new_height), Image.Resampling.BICUBIC)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def patchify(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -246,6 +246,28 @@ class SimEnv:
         self._renderer.update_scene(self.data, camera=self._camera_id)
         return np.array(self._renderer.render(), dtype=np.uint8, copy=True)
 
+    def render_depth(self) -> np.ndarray:
+        """Render the forward camera's depth (after :meth:`render`, from the same thread).
+
+        Returns:
+            ``(height, width)`` float32 metric depth along the optical axis, metres.
+
+        Raises:
+            RuntimeError: As :meth:`render`.
+        """
+        if self._renderer is None:
+            self.render()
+        if threading.get_ident() != self._render_thread:
+            raise RuntimeError('SimEnv.render_depth called from a thread other than the one '
+                               'that created the GL context')
+        self._renderer.enable_depth_rendering()
+        try:
+            self._renderer.update_scene(self.data, camera=self._camera_id)
+            depth = np.array(self._renderer.render(), dtype=np.float32, copy=True)
+        finally:
+            self._renderer.disable_depth_rendering()
+        return depth
+
     def close(self) -> None:
         """Free the renderer (call from the rendering thread)."""
         if self._renderer is not None:
