@@ -53,6 +53,10 @@ _CONNECTIVES = 'and then , .'
 _WORD = re.compile(r'[A-Za-z]+|[^\sA-Za-z]')
 # Landmarks: objects whose footprint comes within this many metres of the path.
 LANDMARK_RADIUS_M = 1.0
+# Fine instructions: heading changes from this many degrees to 35 are 'slight' turns; corners
+# of one direction closer than TURN_MERGE_M along the path make one turn.
+SLIGHT_TURN_DEG = 20.0
+TURN_MERGE_M = 1.0
 
 
 def tokenize(text: str) -> list[str]:
@@ -62,7 +66,8 @@ def tokenize(text: str) -> list[str]:
 
 def _vocabulary() -> tuple[str, ...]:
     texts = [*LEAVE, *THROUGH, *ENTER, *PASS, *STOP, *STRAIGHT, *COARSE_TEMPLATES,
-             *COARSE_START, _LEGACY, _CONNECTIVES, 'turn left right around', *ROOM_TYPES]
+             *COARSE_START, _LEGACY, _CONNECTIVES, 'turn slightly left right around',
+             *ROOM_TYPES]
     for options in FURNITURE.values():
         texts += [f'{colour} {category}' for category, colour in options]
     words: set[str] = set()
@@ -96,6 +101,38 @@ def _turn_word(delta: float) -> str:
 
 def _heading(a: np.ndarray, b: np.ndarray) -> float:
     return math.atan2(b[1] - a[1], b[0] - a[0])
+
+
+def _fine_turn_word(delta: float) -> str:
+    """Like :func:`_turn_word`, with 'slightly left/right' from ``SLIGHT_TURN_DEG``."""
+    word = _turn_word(delta)
+    if word or abs(math.degrees(delta)) < SLIGHT_TURN_DEG:
+        return word
+    return 'slightly left' if delta > 0 else 'slightly right'
+
+
+def _turns(path: np.ndarray, corner_arc: np.ndarray) -> list[tuple[float, str]]:
+    """The turns of a taut path as ``[(arc length, word), ...]``.
+
+    A taut path bends in several small corners where a person would make one turn (around a
+    door jamb, say): consecutive corners of one direction less than ``TURN_MERGE_M`` apart
+    count as one turn of their summed angle, placed at the first corner.
+    """
+    groups: list[list[float]] = []  # [arc of the first corner, arc of the last, angle]
+    for k in range(1, len(path) - 1):
+        delta = angle_diff(_heading(path[k], path[k + 1]), _heading(path[k - 1], path[k]))
+        at = float(corner_arc[k])
+        if groups and at - groups[-1][1] < TURN_MERGE_M and (groups[-1][2] > 0) == (delta > 0):
+            groups[-1][1] = at
+            groups[-1][2] += delta
+        else:
+            groups.append([at, at, delta])
+    out = []
+    for first, _, delta in groups:
+        word = _fine_turn_word(delta)
+        if word:
+            out.append((first, word))
+    return out
 
 
 def _footprint_distance(obj: SceneObject, points: np.ndarray) -> np.ndarray:
@@ -187,12 +224,8 @@ def fine_instruction(house: House, path: np.ndarray, start_yaw: float, goal: Sce
                                                                  axis=1))])
     # The dense points are the stations of resample_path: every 0.1 m, then the end.
     arc = np.minimum(np.arange(len(dense)) * 0.1, corner_arc[-1])
-    events: list[tuple[float, str, str]] = []  # (arc length, kind, word)
-    for k in range(1, len(path) - 1):
-        word = _turn_word(angle_diff(_heading(path[k], path[k + 1]),
-                                     _heading(path[k - 1], path[k])))
-        if word:
-            events.append((float(corner_arc[k]), 'turn', word))
+    events: list[tuple[float, str, str]] = [  # (arc length, kind, word)
+        (at, 'turn', word) for at, word in _turns(path, corner_arc)]
     for index, (room_index, first) in enumerate(visits):
         last = bounds[index]
         best: tuple[float, int, SceneObject] | None = None
@@ -209,7 +242,7 @@ def fine_instruction(house: House, path: np.ndarray, start_yaw: float, goal: Sce
     room_arc = [float(arc[k]) for _, k in visits] + [math.inf]
 
     kinds = {r.index: r.kind for r in house.rooms}
-    first_turn = _turn_word(angle_diff(_heading(path[0], path[1]), start_yaw)) \
+    first_turn = _fine_turn_word(angle_diff(_heading(path[0], path[1]), start_yaw)) \
         if len(path) > 1 else ''
     sentences = []
     for index, (room_index, _) in enumerate(visits):
