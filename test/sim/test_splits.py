@@ -54,6 +54,7 @@ def test_generation_is_deterministic(generated):
 
 
 def test_worker_count_does_not_change_the_result(generated):
+    """Spawned workers also run under other hash seeds: nothing may depend on them."""
     one = generate_split('val_unseen', limit=6, workers=1)
     two = generate_split('val_unseen', limit=6, workers=2)
     assert len(one) == 6
