@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = (
     'janusvln_ros.cli.replay',       # replay BAG --instruction ...
     'janusvln_ros.cli.operator',     # instruct / status / cancel
     'janusvln_ros.cli.sim',          # eval / demo
+    'janusvln_ros.cli.train',        # dataset / train / dagger
 )
 
 

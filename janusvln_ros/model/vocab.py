@@ -101,7 +101,7 @@ class TokenMap:
         out = to_compact[ids]
         if ids.numel() and bool((out < 0).any()):
             unknown = self.unknown(ids.cpu())
-            raise VocabularyError(f'{len(unknown)} token id(s) outside this checkpoint\'s '
+            raise VocabularyError(f"{len(unknown)} token id(s) outside this checkpoint's "
                                   f'vocabulary: {unknown[:10]}', unknown)
         return out
 

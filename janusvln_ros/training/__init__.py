@@ -1,2 +1,5 @@
-"""Training of JanusVLN navigators in the built-in world: data, geometry pretraining, imitation
-learning with DAgger, and evaluation (layer above ``sim/`` and ``core/``; below ``cli/``)."""
+"""Training of navigators in the built-in world.
+
+Data, geometry pretraining, imitation learning with DAgger, and evaluation (the layer above
+``sim/`` and ``core/``, below ``cli/``).
+"""

@@ -109,9 +109,10 @@ class Recorder:
         self.poses: list[tuple[float, float, float]] = []
         self.paths: list[dict[str, Any]] = []
 
-    def observe(self, env: SimEnv, spec: RenderSpec, action: int) -> None:
-        """Render and store the current frame with the action labelled for it."""
-        rgb = env.render()
+    def observe(self, env: SimEnv, spec: RenderSpec, action: int,
+                rgb: np.ndarray | None = None) -> None:
+        """Store the current frame (rendered now unless given) with its action label."""
+        rgb = env.render() if rgb is None else rgb
         small = resize_rgb(rgb, spec.image_width)
         self.frames.append(small)
         self.depth.append(depth_cells(env.render_depth(), small.shape[0], small.shape[1]))

@@ -121,7 +121,7 @@ class NavigatorModule(nn.Module):
         picked = hidden[rows, batch.label_pos]  # (B, A, hidden)
         logits = model.qwen.lm_head(picked).float()
         labels = batch.labels
-        target = labels.clamp(min=0)
+        target = labels.masked_fill(labels == IGNORE, model.image_token_id)  # any kept id
         if model.token_map is not None:
             target = model.token_map.compact(target)
         target = target.masked_fill(labels == IGNORE, IGNORE)
@@ -136,9 +136,11 @@ class NavigatorModule(nn.Module):
 
 def trainable_groups(model: JanusVLNForNavigation, lr: float, projector_lr: float,
                      train_vggt: bool = False) -> list[dict[str, Any]]:
-    """Optimizer parameter groups: the LLM and the ViT at ``lr``; every parameter whose name
-    holds ``merger`` (the fusion MLP and Qwen's patch merger, the recipe's "projectors") at
-    ``projector_lr``; VGGT frozen unless ``train_vggt`` (then at ``lr``).
+    """Optimizer parameter groups of the navigator.
+
+    The LLM and the ViT train at ``lr``; every parameter whose name holds ``merger`` (the fusion
+    MLP and Qwen's patch merger, the recipe's "projectors") at ``projector_lr``; VGGT is frozen
+    unless ``train_vggt`` (then at ``lr``).
     """
     main, projectors = [], []
     for name, param in model.named_parameters():
