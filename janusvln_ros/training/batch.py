@@ -100,7 +100,7 @@ class PromptCache:
 
     def collate(self, samples: Sequence[tuple[int, int, str, int]]) -> Batch:
         """A batch from ``(path frame offset, step, instruction, expert action)`` tuples."""
-        rows, frames, frame_sample, last_frame, vggt_rows = [], [], [], [], []
+        rows, frames, frame_sample, last_frame, vggt_rows, counts = [], [], [], [], [], []
         max_images = self.num_history + 1
         for b, (offset, step, instruction, action) in enumerate(samples):
             selected = sample_history(step + 1, self.num_history)
@@ -115,6 +115,7 @@ class PromptCache:
             frames += indices
             frame_sample += [b] * len(indices)
             last_frame.append(len(frames) - 1)
+            counts.append(len(indices))
             vggt_rows.append(indices + [indices[-1]] * (max_images - len(indices)))
         length = max(len(r[0]) for r in rows)
         width = max(len(r[3]) for r in rows)
@@ -131,7 +132,7 @@ class PromptCache:
             valid[b, :size] = True
             label_pos[b, :len(lpos)] = torch.tensor(lpos)
             labels[b, :len(answer)] = torch.tensor(answer)
-        num_images = torch.tensor([sum(1 for s in frame_sample if s == b) for b in range(n)])
+        num_images = torch.tensor(counts, dtype=torch.long)
         return Batch(ids=ids, positions=positions, valid=valid, label_pos=label_pos,
                      labels=labels, frames=torch.tensor(frames, dtype=torch.long),
                      frame_sample=torch.tensor(frame_sample, dtype=torch.long),

@@ -26,6 +26,7 @@ from janusvln_ros.model.fusion import spatial_tokens
 from janusvln_ros.model.janusvln import JanusVLNForNavigation
 from janusvln_ros.model.preprocess import CLIP_MEAN, CLIP_STD, MERGE_SIZE, PATCH_SIZE
 from janusvln_ros.model.preprocess import TEMPORAL_PATCH_SIZE
+from janusvln_ros.model.spatial_memory import ConcatEvictCache
 from janusvln_ros.training.batch import Batch, IGNORE
 
 
@@ -59,6 +60,57 @@ def patchify_batch(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return pixel_values, grid
 
 
+class EqualGridVision:
+    """Qwen ViT over many frames of one size, with its index tensors built once per count.
+
+    transformers rebuilds the rotary positions and the window index of every image in Python
+    loops on each call; for ``M`` equal frames they are the one-image tensors tiled with offsets,
+    given to the vision tower as precomputed keyword arguments. Same outputs as
+    :meth:`JanusVLNForNavigation.vit_embeds` (tested).
+    """
+
+    def __init__(self, visual: Any) -> None:
+        self.visual = visual
+        self._one: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
+
+    def _single(self, gh: int, gw: int) -> dict[str, torch.Tensor]:
+        key = (gh, gw)
+        if key not in self._one:
+            from transformers.vision_utils import get_vision_position_ids
+            from transformers.vision_utils import get_vision_window_index
+            grid = torch.tensor([[1, gh, gw]])
+            cfg = self.visual.config
+            positions = get_vision_position_ids(grid, cfg.spatial_merge_size)
+            window, cu_window = get_vision_window_index(grid, cfg.spatial_merge_size,
+                                                        cfg.window_size, cfg.patch_size)
+            self._one[key] = {'position_ids': positions, 'window_index': window,
+                              'cu_window_seqlens': cu_window.to(torch.int32)}
+        return self._one[key]
+
+    def __call__(self, pixel_values: torch.Tensor, count: int, gh: int,
+                 gw: int) -> torch.Tensor:
+        """``(count * gh * gw, 1176)`` patches -> ``(count, gh * gw / 4, hidden)``."""
+        one = self._single(gh, gw)
+        device = pixel_values.device
+        patches = gh * gw
+        units = patches // (self.visual.spatial_merge_size ** 2)
+        images = torch.arange(count)
+        window = (one['window_index'].unsqueeze(0) + units * images.unsqueeze(1)).reshape(-1)
+        inner = one['cu_window_seqlens'][1:].to(torch.long)
+        cu_window = torch.cat([torch.zeros(1, dtype=torch.long),
+                               (inner.unsqueeze(0) + patches * images.unsqueeze(1)).reshape(-1)])
+        kwargs = {
+            'position_ids': one['position_ids'].repeat(count, 1).to(device),
+            'cu_seqlens': (torch.arange(count + 1) * patches).to(device, torch.int32),
+            'window_index': window.to(device),
+            'cu_window_seqlens': cu_window.to(device, torch.int32),
+        }
+        grid = torch.tensor([[1, gh, gw]]).expand(count, 3).contiguous().to(device)
+        out = self.visual(pixel_values.to(self.visual.patch_embed.proj.weight.dtype),
+                          grid_thw=grid, **kwargs)
+        return out.pooler_output.reshape(count, units, -1)
+
+
 class NavigatorModule(nn.Module):
     """The trainable wrapper (one ``forward`` for DDP).
 
@@ -75,15 +127,24 @@ class NavigatorModule(nn.Module):
         self.model = model
         self.train_vggt = train_vggt
         self.lam = model.lam if lam is None else float(lam)
+        self.vision = EqualGridVision(model.qwen.model.visual)
 
     def spatial(self, frames: torch.Tensor, batch: Batch) -> torch.Tensor:
         """``(B, T, hidden)`` 3-D tokens of each sample's current frame (without ``lam``)."""
         model = self.model
         agg = model.vggt.aggregator
-        images = frames_to_unit(frames[batch.vggt_frames])  # (B, S, 3, h, w)
+        steps = int(batch.num_images.max())
+        images = frames_to_unit(frames[batch.vggt_frames[:, :steps]])  # (B, S, 3, h, w)
+        # Causal over each sample's frames: stream them through a plain cache (no eviction
+        # within 9 frames); frames after a sample's current one never influence it.
+        cache = ConcatEvictCache(steps, 1)
+        layers = model.config.output_layer + 1
+        per_step = []
         with torch.set_grad_enabled(self.train_vggt and torch.is_grad_enabled()):
-            outputs = agg.forward(images, causal=True)
-        layer = outputs[model.config.output_layer]  # (B, S, P, 2C)
+            for s in range(steps):
+                out = agg.forward_frame(images[:, s].to(model.vggt_dtype), cache, layers)
+                per_step.append(out[model.config.output_layer])
+        layer = torch.stack(per_step, dim=1)  # (B, S, P, 2C)
         current = layer[torch.arange(layer.shape[0], device=layer.device),
                         batch.num_images - 1]
         p = agg.cfg.patch_size
@@ -106,7 +167,8 @@ class NavigatorModule(nn.Module):
         model = self.model
         spatial = self.spatial(frames, batch)
         pixels, grid = patchify_batch(frames_to_unit(frames[batch.frames]))
-        vit = torch.stack(model.vit_embeds(pixels, grid))  # (M, T, hidden)
+        gh, gw = int(grid[0, 1]), int(grid[0, 2])
+        vit = self.vision(pixels, grid.shape[0], gh, gw).to(model.dtype)  # (M, T, hidden)
         fused = vit + self.lam * spatial.to(vit.dtype)[batch.frame_sample]
         embeds = model.text_embeds(batch.ids)
         image_mask = (batch.ids == model.image_token_id).unsqueeze(-1)

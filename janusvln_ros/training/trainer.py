@@ -126,6 +126,47 @@ def load_aggregator(model: JanusVLNForNavigation, path: str) -> None:
     logger.info('loaded pretrained aggregator from %s (%d tensors)', path, len(state))
 
 
+class Prefetcher:
+    """Builds the next batches on a background thread while the device computes."""
+
+    def __init__(self, make: Any, first: int, total: int, depth: int = 3) -> None:
+        import queue
+        import threading
+        self._queue: Any = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+
+        def run() -> None:
+            for index in range(first, total):
+                if self._stop.is_set():
+                    return
+                try:
+                    item = make(index)
+                except Exception as exc:  # surfaced in next()
+                    self._queue.put(exc)
+                    return
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+
+        self._thread = threading.Thread(target=run, name='batch-prefetch', daemon=True)
+        self._thread.start()
+
+    def next(self) -> Any:
+        """The next batch, in order (re-raises a failure of the builder)."""
+        item = self._queue.get()
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Stop the builder thread."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 def lr_factor(step: int, total: int, warmup: float, time_fraction: float = 0.0) -> float:
     """Linear warm-up, then cosine from 1 to 0.1.
 
@@ -237,12 +278,17 @@ def train(config: TrainConfig, data: NavigationData | None = None,
     window_start = time.time()
     record: dict[str, Any] = {}
     stop_early = False
-    while step < total:
-        epoch, within = divmod(step, steps_per_epoch)
+
+    def make_batch(index: int) -> tuple[Any, int]:
+        epoch, within = divmod(index, steps_per_epoch)
         order = sample_order(len(rows), config.seed, epoch)
         chosen = order[within * config.batch_size:(within + 1) * config.batch_size]
         mine = chosen[ctx.rank * per_rank:(ctx.rank + 1) * per_rank]
-        batch = cache.collate(sample_tuples(data.paths, data.actions, rows[mine]))
+        return cache.collate(sample_tuples(data.paths, data.actions, rows[mine])), len(mine)
+
+    prefetch = Prefetcher(make_batch, step, total)
+    while step < total:
+        batch, count = prefetch.next()
         batch = batch.to(ctx.device)
         spent = ((time.time() - start) / (config.max_minutes * 60)) if config.max_minutes else 0.0
         for group in optimizer.param_groups:
@@ -257,7 +303,7 @@ def train(config: TrainConfig, data: NavigationData | None = None,
         optimizer.step()
         step += 1
         window.append((float(result['loss'].detach()),
-                       float(result['correct'].float().mean()), len(mine)))
+                       float(result['correct'].float().mean()), count))
         bar.update(1)
         if step % config.log_every == 0 or step == total:
             elapsed = time.time() - start
@@ -283,6 +329,7 @@ def train(config: TrainConfig, data: NavigationData | None = None,
             if stop_early:
                 break
     bar.close()
+    prefetch.close()
     if ctx.main:
         save_run(model, tokenizer, optimizer, model_dir, config, step, total)
         if config.eval_episodes and not stop_early:
