@@ -4,7 +4,7 @@ One persistent object per node (or simulator, or replay tool), driven by ONE wor
 ``reset(instruction)`` starts an episode, ``step(frame)`` consumes one RGB frame and returns
 the next action. It never imports rclpy.
 
-Per step (janusvln-spec.md §2.3-2.4, §3):
+Per step:
 
 1. **preprocess** the frame on the CPU (resize to VGGT width, Qwen patch rows);
 2. **vggt**: one frame through the aggregator against the spatial memory, a preallocated ring

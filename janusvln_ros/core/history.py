@@ -1,4 +1,4 @@
-"""History sampling of the released JanusVLN step loop (janusvln-spec.md §2.4).
+"""History sampling of the released JanusVLN step loop.
 
 With ``t + 1`` frames seen so far (frame ``t`` is the current one), the prompt holds every frame
 while the history ``t`` is at most ``num_history``; beyond that it holds the ``num_history + 1``

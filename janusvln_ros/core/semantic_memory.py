@@ -1,6 +1,6 @@
 """Semantic (Qwen side) memories of the engine: the parity feature store and the streaming cache.
 
-Two modes (janusvln-spec.md §3.2, models-env.md §3.5):
+Two modes:
 
 * ``parity`` (:class:`FrameFeatureStore`) - what the released checkpoints were trained for.
   Each frame is encoded by the Qwen ViT **once** and its merged tokens are kept; every step
