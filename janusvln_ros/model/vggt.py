@@ -397,7 +397,8 @@ class VGGTAggregator(nn.Module):
         patch_start_idx: Index of the first patch token in each frame's token sequence.
         attention_backend: SDPA backend preference of :meth:`forward_frame` on CUDA (one of
             :data:`~janusvln_ros.model.fast_attention.SDPA_PREFERENCES`; ``'cudnn'`` by
-            default: the fastest measured on H100 for the global attention). Ignored on CPU.
+            default: the fastest measured for the global attention, see ``bench/results/``).
+            Ignored on CPU.
     """
 
     attention_backend: str = 'cudnn'
