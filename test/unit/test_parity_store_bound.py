@@ -1,4 +1,4 @@
-"""The parity ViT store: exactly the frames a later step can sample, and its size at real shapes."""
+"""The parity ViT store: exactly the frames a later step can sample, and its bytes at real size."""
 
 import torch
 
