@@ -2,8 +2,20 @@
 
 Runs ``--steps`` (200) steps of one episode for each of ``reference``, ``parity`` and
 ``streaming`` on the same primed tiny checkpoint and the same synthetic frames, then prints
-per-stage p50/p95 latencies and the memory bytes against the step, and writes everything to
-``bench/results/engine_cpu.json``. Timings on a shared CPU are noisy: no timed asserts.
+per-stage p50/p95 latencies, the action histogram of each engine and the memory bytes against
+the step, and writes everything to ``bench/results/engine_cpu.json``. Timings on a shared CPU
+are noisy: no timed asserts.
+
+The frames are the ones the primed tiny model answers with real action words on every engine:
+green (``MOVE_FORWARD``) and red (``TURN_LEFT``) frames. It answers blue and grey frames with
+junk (``TURN_RIGHT_RIGHT...``), which the parser turns into STOP and which the reference step
+decodes to its 24-token budget while the engine stops at the first non-action token, so such
+frames would time a decode path a trained model never takes. The primed model was fitted on
+parity prompts only and answers junk in ``streaming`` mode, so the ``streaming`` row decodes
+with :class:`bench.forced_decoding.ForcedDecoder` following the frame's colour action (the same
+forwards as a real answer; ``streaming_free`` is the unforced run, for the record). The run
+reports each engine's action histogram and how many outputs were not exact action words, and
+fails if the reference and parity actions differ.
 
 Usage::
 
@@ -33,30 +45,45 @@ from janusvln_ros.core.config import EngineConfig  # noqa: E402
 from janusvln_ros.core.engine import JanusVLNEngine  # noqa: E402
 from janusvln_ros.core.reference import ReferenceEngine  # noqa: E402
 from janusvln_ros.model.checkpoint import load_checkpoint  # noqa: E402
-from janusvln_ros.model.priming import init_tiny_checkpoint, synthetic_frame  # noqa: E402
+from janusvln_ros.model.priming import (colour_rule, init_tiny_checkpoint,  # noqa: E402
+                                        synthetic_frame)
 from janusvln_ros.model.prompt import ACTION_NAMES  # noqa: E402
 
 STAGES = ('preprocess', 'vggt', 'vit', 'prefill', 'decode', 'total')
 MEMORY_STEPS = (1, 2, 5, 10, 20, 50, 56, 57, 100, 150, 200)
 
 
+#: Frame colours the primed tiny model answers with real action words (see the docstring).
+CLIP_ACTIONS = ('MOVE_FORWARD', 'TURN_LEFT')
+
+
 def frames(steps: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    names = [ACTION_NAMES[i] for i in rng.integers(0, 4, steps)]
-    return [synthetic_frame(rng, n if rng.random() < 0.6 else 'MOVE_FORWARD', 120, 160)
-            for n in names]
+    names = [CLIP_ACTIONS[int(rng.random() < 0.4)] for _ in range(steps)]
+    return [synthetic_frame(rng, n, 120, 160) for n in names]
 
 
-def run(engine, kind: str, clip: list[np.ndarray]) -> dict:
+def _follow_colour_rule(engine, forced, forced_ids):
+    """A per-frame hook that forces the decode towards the frame's colour action."""
+    def before_step(frame: np.ndarray) -> None:
+        forced.forced = forced_ids(engine, colour_rule(frame))
+    return before_step
+
+
+def run(engine, kind: str, clip: list[np.ndarray], before_step=None) -> dict:
     engine.reset('walk to the end of the corridor and stop at the plant')
     lat = {s: [] for s in STAGES}
     memory = []
     actions = []
+    junk = 0
     for i, frame in enumerate(clip):
+        if before_step is not None:
+            before_step(frame)
         res = engine.step(frame)
         for s in STAGES:
             lat[s].append(res.latencies_ms.get(s, float('nan')))
         actions.append(res.action.name)
+        junk += res.raw_output.strip() not in ACTION_NAMES
         if kind == 'reference':
             spatial, semantic = engine.cache.nbytes, 0
         else:
@@ -67,7 +94,9 @@ def run(engine, kind: str, clip: list[np.ndarray]) -> dict:
                        'semantic_nbytes': int(semantic)})
     stats = {s: {'p50': float(np.nanpercentile(v, 50)), 'p95': float(np.nanpercentile(v, 95))}
              for s, v in lat.items()}
-    return {'latency_ms': stats, 'memory': memory, 'actions': actions}
+    histogram = {name: actions.count(name) for name in ACTION_NAMES}
+    return {'latency_ms': stats, 'memory': memory, 'actions': actions,
+            'action_histogram': histogram, 'non_action_outputs': junk}
 
 
 def main() -> None:
@@ -89,19 +118,29 @@ def main() -> None:
     clip = frames(args.steps)
     config = EngineConfig(spatial_anchor_frames=8, spatial_window_frames=48)
     results = {}
-    for kind in ('reference', 'parity', 'streaming'):
+    from bench.forced_decoding import forced_ids, ForcedDecoder
+    for kind in ('reference', 'parity', 'streaming', 'streaming_free'):
+        before_step = None
         if kind == 'reference':
             engine = ReferenceEngine(model, tokenizer, config)
         else:
-            engine = JanusVLNEngine(EngineConfig(mode=kind, spatial_anchor_frames=8,
+            mode = kind.split('_')[0]
+            engine = JanusVLNEngine(EngineConfig(mode=mode, spatial_anchor_frames=8,
                                                  spatial_window_frames=48), model, tokenizer)
+            if kind == 'streaming':
+                forced = ForcedDecoder(engine.decoder, forced_ids(engine))
+                engine.decoder = forced
+                before_step = _follow_colour_rule(engine, forced, forced_ids)
         t0 = time.perf_counter()
-        results[kind] = run(engine, kind, clip)
+        results[kind] = run(engine, kind, clip, before_step)
         results[kind]['wall_s'] = time.perf_counter() - t0
         print(f'{kind}: {args.steps} steps in {results[kind]["wall_s"]:.1f} s', flush=True)
     same = sum(a == b for a, b in zip(results['reference']['actions'],
                                       results['parity']['actions']))
     print(f'\nparity vs reference: same action on {same}/{args.steps} steps')
+    print('actions per engine (outputs that were not an exact action word):')
+    for kind, r in results.items():
+        print(f'  {kind:<14} {r["action_histogram"]} ({r["non_action_outputs"]})')
     print('\nper-stage latency, ms (p50 / p95)')
     print(f'{"stage":<11}' + ''.join(f'{k:>22}' for k in results))
     for s in STAGES:
@@ -126,13 +165,16 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {'steps': args.steps, 'threads': args.threads, 'torch': torch.__version__,
             'machine': platform.machine(), 'processor': platform.processor(),
-            'preset': 'tiny', 'parity_same_actions': same, 'p50_speedup_vs_reference': ratios}
+            'preset': 'tiny', 'frames': f'{"/".join(CLIP_ACTIONS)} colours, 160x120',
+            'parity_same_actions': same, 'p50_speedup_vs_reference': ratios}
     for r in results.values():
         r['actions'] = ''.join(str(ACTION_NAMES.index(a)) for a in r['actions'])
     out.write_text(json.dumps({'meta': meta, 'results': results}, indent=1))
     print(f'\nwrote {out}')
     if tmp is not None:
         tmp.cleanup()
+    if same != args.steps:
+        raise SystemExit(f'parity and reference actions differ on {args.steps - same} steps')
 
 
 if __name__ == '__main__':

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import logging
 import pathlib
@@ -25,6 +24,10 @@ import sys
 import time
 from typing import Any
 
+from bench.engine_gpu import INSTRUCTION, make_frames
+from bench.forced_decoding import forced_ids, ForcedDecoder
+from bench.gpu_memory import fits, nvml_process_bytes
+from bench.gpu_report import card_name, summarize
 import torch
 
 from janusvln_ros.core.config import EngineConfig
@@ -33,16 +36,6 @@ from janusvln_ros.model.janusvln import JanusVLNForNavigation
 
 logger = logging.getLogger('bench.gpu_split')
 GIB = 2 ** 30
-
-
-def _engine_bench() -> Any:
-    """``bench/engine_gpu.py`` as a module (shared helpers: frames, forced decode, stats)."""
-    path = pathlib.Path(__file__).with_name('engine_gpu.py')
-    spec = importlib.util.spec_from_file_location('bench_engine_gpu', path)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
 
 
 def transfer_cost(src: torch.device, dst: torch.device, reps: int = 50) -> dict[str, float]:
@@ -63,17 +56,17 @@ def transfer_cost(src: torch.device, dst: torch.device, reps: int = 50) -> dict[
 
 
 def run(kind: str, model: JanusVLNForNavigation, tokenizer: Any, cfg: EngineConfig,
-        frames: list[Any], steps: int, eg: Any) -> dict[str, Any]:
+        frames: list[Any], steps: int) -> dict[str, Any]:
     """One episode of one engine; per-step totals and per-device peaks."""
     from janusvln_ros.core.engine import JanusVLNEngine
     engine = JanusVLNEngine(dataclasses.replace(cfg, mode=kind), model=model,
                             tokenizer=tokenizer)
-    engine.decoder = eg.ForcedDecoder(engine.decoder, eg.forced_ids(engine))
+    engine.decoder = ForcedDecoder(engine.decoder, forced_ids(engine))
     devices = sorted({cfg.resolved_vggt_device, cfg.resolved_llm_device})
-    engine.reset(eg.INSTRUCTION)
+    engine.reset(INSTRUCTION)
     for i in range(3):
         engine.step(frames[i])
-    engine.reset(eg.INSTRUCTION)
+    engine.reset(INSTRUCTION)
     for d in devices:
         torch.cuda.synchronize(d)
         torch.cuda.reset_peak_memory_stats(d)
@@ -87,11 +80,18 @@ def run(kind: str, model: JanusVLNForNavigation, tokenizer: Any, cfg: EngineConf
         rows.append({'step': step, 'ms': ms, 'variant': 'forced', 'instrumented': False,
                      'decode_forwards': engine.last_decode.forward_passes})
     peaks = {d: torch.cuda.max_memory_allocated(d) / GIB for d in devices}
+    reserved = {d: torch.cuda.max_memory_reserved(d) / GIB for d in devices}
+    nvml = {}
+    for d in devices:
+        used = nvml_process_bytes(torch.device(d))
+        nvml[d] = None if used is None else used / GIB
     engine.close()
     torch.cuda.empty_cache()
     fill = cfg.spatial_anchor_frames + cfg.spatial_window_frames + 1
-    summary = eg.summarize([r for r in rows if r['step'] >= fill])
-    return {'kind': kind, 'steps': steps, 'summary': summary, 'peak_gib_by_device': peaks}
+    summary = summarize([r for r in rows if r['step'] >= fill])
+    return {'kind': kind, 'steps': steps, 'summary': summary, 'peak_gib_by_device': peaks,
+            'peak_reserved_gib_by_device': reserved, 'nvml_process_gib_by_device': nvml,
+            'fits_by_device': {d: fits(v) for d, v in nvml.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     n_gpu = torch.cuda.device_count()
     vggt_dev = args.vggt_device or 'cuda:0'
     llm_dev = args.llm_device or ('cuda:1' if n_gpu > 1 else 'cuda:0')
-    eg = _engine_bench()
     from janusvln_ros.model.cuda_graphs import install_cuda_graphs
     from janusvln_ros.model.fast_attention import (enable_varlen_vision_attention,
                                                    set_global_sdpa_preference)
@@ -128,15 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     if fast:
         install_cuda_graphs(model, vit='vitgraph' in fast, vggt='vggtgraph' in fast)
     weights = {d: torch.cuda.memory_allocated(d) / GIB for d in sorted({vggt_dev, llm_dev})}
-    frames = eg.make_frames(60)
+    frames = make_frames(60)
     cfg = EngineConfig(device=llm_dev, dtype='bfloat16', vggt_device=vggt_dev,
                        llm_device=llm_dev, fast_paths=False)  # installed above, per --fast
     report: dict[str, Any] = {
-        'card': eg.card_name(), 'gpus_visible': n_gpu, 'vggt_device': vggt_dev,
+        'card': card_name(), 'gpus_visible': n_gpu, 'vggt_device': vggt_dev,
         'llm_device': llm_dev, 'torch': torch.__version__, 'fast_paths': fast,
         'weights_gib_by_device': weights,
         'transfer_3d_tokens': transfer_cost(torch.device(vggt_dev), torch.device(llm_dev)),
-        'runs': [run(k, model, tokenizer, cfg, frames, args.steps, eg)
+        'runs': [run(k, model, tokenizer, cfg, frames, args.steps)
                  for k in args.engines.split(',') if k]}
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -149,11 +148,15 @@ def main(argv: list[str] | None = None) -> int:
              f"{report['transfer_3d_tokens']['p50_ms']:.3f} ms p50 "
              f"({report['transfer_3d_tokens']['bytes'] / 1e6:.1f} MB).", '',
              '| engine | n (full window) | total p50 | total p95 | VGGT p50 | '
-             'peak GiB by device |',
+             'peak allocated / peak reserved / NVML process GiB by device |',
              '|---|---|---|---|---|---|']
     for r in report['runs']:
         s = r['summary']
-        peaks = ', '.join(f'{d}: {v:.2f}' for d, v in r['peak_gib_by_device'].items())
+        peaks = ', '.join(
+            f"{d}: {v:.2f} / {r['peak_reserved_gib_by_device'][d]:.2f} / "
+            + ('not measured' if r['nvml_process_gib_by_device'][d] is None
+               else f"{r['nvml_process_gib_by_device'][d]:.2f}")
+            for d, v in r['peak_gib_by_device'].items())
         lines.append(f"| {r['kind']} | {s['n']} | {s['total']['p50']:.1f} | "
                      f"{s['total']['p95']:.1f} | {s['vggt']['p50']:.1f} | {peaks} |")
     if n_gpu < 2:

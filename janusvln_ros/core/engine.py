@@ -4,7 +4,7 @@ One persistent object per node (or simulator, or replay tool), driven by ONE wor
 ``reset(instruction)`` starts an episode, ``step(frame)`` consumes one RGB frame and returns
 the next action. It never imports rclpy.
 
-Per step (janusvln-spec.md §2.3-2.4, §3):
+Per step:
 
 1. **preprocess** the frame on the CPU (resize to VGGT width, Qwen patch rows);
 2. **vggt**: one frame through the aggregator against the spatial memory, a preallocated ring
@@ -40,7 +40,9 @@ Host synchronisation: one for the first greedy token, one per decode forward (th
 its rows); the CPU-side token ids give the image-pad positions, the ViT grid stays on the CPU,
 and CPU->GPU copies are ``non_blocking`` (stage times on CUDA come from CUDA events read after
 the last sync). Fast paths (``EngineConfig.fast_paths``, CUDA only) are installed on the model
-when the engine is built (:func:`apply_fast_paths`).
+when the engine is built (:func:`~janusvln_ros.model.fast_paths.apply_fast_paths`); their SDPA
+backend preference is applied around each step only and restored after it
+(:func:`~janusvln_ros.model.fast_paths.sdpa_scope`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from janusvln_ros.core.history import sample_history
 from janusvln_ros.core.semantic_memory import FrameFeatureStore, StreamingSemanticMemory
 from janusvln_ros.core.types import StepResult
 from janusvln_ros.model.checkpoint import load_checkpoint
+from janusvln_ros.model.fast_paths import apply_fast_paths, sdpa_scope
 from janusvln_ros.model.janusvln import truncate_cache
 from janusvln_ros.model.positions import chunk_positions, text_positions
 from janusvln_ros.model.preprocess import prepare_frame
@@ -104,43 +107,6 @@ class _StageTimer:
             end.synchronize()  # already complete after the decode sync: costs nothing
             out[name] = float(start.elapsed_time(end))
         return out
-
-
-def apply_fast_paths(model: Any, llm_device: torch.device,
-                     vggt_device: torch.device) -> list[str]:
-    """Install the CUDA fast paths on ``model`` (idempotent; nothing on CPU devices).
-
-    cuDNN first in the process-wide SDPA priority, the varlen ViT attention and CUDA graphs of
-    the ViT (LLM device on CUDA) and of VGGT (VGGT device on CUDA); what is already installed
-    (e.g. by the GPU benchmark) is left as it is.
-
-    Returns:
-        The names of the fast paths in effect: ``sdpa_cudnn``, ``vit_varlen``, ``vitgraph``,
-        ``vggtgraph``.
-    """
-    from janusvln_ros.model import cuda_graphs, fast_attention
-    done: list[str] = []
-    if llm_device.type == 'cuda' or vggt_device.type == 'cuda':
-        fast_attention.set_global_sdpa_preference('cudnn')
-        done.append('sdpa_cudnn')
-    if llm_device.type == 'cuda':
-        if (fast_attention.vision_attention_name(model.qwen)
-                != fast_attention.VARLEN_VISION_ATTENTION):
-            fast_attention.enable_varlen_vision_attention(model.qwen)
-        done.append('vit_varlen')
-    installed = vars(model)
-    vit_done = isinstance(installed.get('vit_embeds'), cuda_graphs.FastVisionEncoder)
-    vggt_done = isinstance(installed.get('spatial_embeds'), cuda_graphs.GraphedSpatialEncoder)
-    vit = llm_device.type == 'cuda' and not vit_done
-    vggt = vggt_device.type == 'cuda' and not vggt_done
-    if vit or vggt:
-        cuda_graphs.install_cuda_graphs(model, vit=vit, vggt=vggt)
-    graphs = (('vitgraph', 'vit_embeds', llm_device),
-              ('vggtgraph', 'spatial_embeds', vggt_device))
-    done += [name for name, key, dev in graphs if dev.type == 'cuda' and key in installed]
-    if done:
-        logger.info('engine fast paths: %s', ', '.join(done))
-    return done
 
 
 class JanusVLNEngine:
@@ -250,8 +216,10 @@ class JanusVLNEngine:
             prep = prepare_frame(frame, self.model.config.image_width)
         except (ValueError, TypeError) as exc:
             raise InputError(f'frame: {exc}') from exc
+        device = self.llm_device if self.llm_device.type == 'cuda' else self.vggt_device
         try:
-            return self._step_impl(prep, t0)
+            with sdpa_scope(self.fast_paths, device):
+                return self._step_impl(prep, t0)
         except (InputError, InferenceError):
             raise
         except Exception as exc:

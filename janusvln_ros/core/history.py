@@ -1,4 +1,4 @@
-"""History sampling of the released JanusVLN step loop (janusvln-spec.md §2.4).
+"""History sampling of the released JanusVLN step loop.
 
 With ``t + 1`` frames seen so far (frame ``t`` is the current one), the prompt holds every frame
 while the history ``t`` is at most ``num_history``; beyond that it holds the ``num_history + 1``
@@ -53,3 +53,24 @@ def oldest_sampleable(num_frames: int, num_history: int = 8) -> int:
     """
     history = max(num_frames - 1, 0)
     return max(1, history // num_history)
+
+
+def held_frames(num_frames: int, num_history: int = 8) -> int:
+    """Frames a pruned per-frame store holds after ``num_frames`` frames of one episode.
+
+    The store keeps frame 0 and frames ``oldest_sampleable(num_frames) .. num_frames - 1``: every
+    frame this or a later step can still sample, and no other. The count never decreases from
+    one frame to the next (it grows by 1 per frame, minus 1 every ``num_history`` frames), so
+    ``held_frames(max_frames)`` is the most frames the store ever holds in an episode of at most
+    ``max_frames`` frames: for the node's default step cap of 400 and ``num_history`` 8, 352.
+
+    Args:
+        num_frames: Frames seen so far in the episode (>= 0).
+        num_history: As in :func:`sample_history`.
+
+    Returns:
+        The number of frames held.
+    """
+    if num_frames <= 1:
+        return max(num_frames, 0)
+    return num_frames + 1 - oldest_sampleable(num_frames, num_history)

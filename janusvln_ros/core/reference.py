@@ -1,9 +1,10 @@
 """The reference step: a deliberately plain re-statement of the released per-step semantics.
 
 This engine is the oracle the fast engine is tested against, so it favours being obviously right
-over being fast (janusvln-spec.md §2.3, §2.4). Per step:
+over being fast. Per step:
 
-1. Prepare the frame (width 644 resize, spec §2.2) and append it to the episode's frame list.
+1. Prepare the frame (width 644 resize, :mod:`janusvln_ros.model.preprocess`) and append it to
+   the episode's frame list.
 2. VGGT on the current frame only, through a concatenate-and-evict spatial memory
    (:class:`~janusvln_ros.model.spatial_memory.ConcatEvictCache`, 8 anchor + 48 recent frames
    by default); layer ``output_layer`` patch tokens -> 2x2 grouping -> fusion MLP.

@@ -1,6 +1,6 @@
 """Semantic (Qwen side) memories of the engine: the parity feature store and the streaming cache.
 
-Two modes (janusvln-spec.md §3.2, models-env.md §3.5):
+Two modes:
 
 * ``parity`` (:class:`FrameFeatureStore`) - what the released checkpoints were trained for.
   Each frame is encoded by the Qwen ViT **once** and its merged tokens are kept; every step
@@ -8,15 +8,16 @@ Two modes (janusvln-spec.md §3.2, models-env.md §3.5):
   linspace over the whole episode, any frame ``0`` or ``>= floor(h / num_history)`` can still be
   sampled, so the store keeps exactly those (frames ``1 .. floor(h / N) - 1`` can never be
   sampled again and are dropped: :func:`~janusvln_ros.core.history.oldest_sampleable`). The
-  store therefore still grows with the episode, by about ``(N - 1) / N`` frame per step: at
-  real size (391 tokens x 3584 x 2 B = 2.8 MB per frame in bf16) that is ~0.98 GB after 400
-  steps, and 0.25 MB per frame at 644x476 if only uint8 pixels were kept instead. We keep the
-  ViT features (re-encoding 8 history frames per step would cost the ViT time the store saves).
-  ``capacity`` is 0 (unbounded) for this store. The features live in **host memory**
-  (``offload=True``, the engine's choice; pinned when CUDA is available): at real size the host
-  holds ~2.8 MB per kept frame (~1.1 GB after 400 steps, ~2.8 GB after 1000), the GPU only the
-  current frame and the <= 9 frames of the step's prompt (~25 MB, uploaded with
-  ``non_blocking=True`` each step), so GPU memory no longer grows with the episode.
+  store therefore **grows with the episode**, by ``(N - 1) / N`` frame per step on average, and
+  is bounded only by the episode's length: after ``n`` frames it holds exactly
+  :func:`~janusvln_ros.core.history.held_frames` ``(n)`` frames of ``tokens x hidden`` values
+  (the README gives the figure at real size for the node's step cap). No fixed bound exists
+  without a step cap: any frame from ``floor(h / N)`` on is sampled again by some later step.
+  We keep the ViT features (re-encoding 8 history frames per step would cost the ViT time the
+  store saves). ``capacity`` is 0 (not bounded by the store) for this store. The features live
+  in **host memory** (``offload=True``, the engine's choice; pinned when CUDA is available);
+  the GPU holds only the current frame and the <= 9 frames of the step's prompt (uploaded with
+  ``non_blocking=True`` each step), so GPU memory does not grow with the episode.
 * ``streaming`` (:class:`StreamingSemanticMemory`) - the paper's dual implicit memory, which
   the released code does not implement and the released checkpoints were **not** trained
   for. The LLM keeps a key/value cache of the prompt prefix + the first ``anchor_frames``
@@ -82,7 +83,7 @@ class FrameFeatureStore:
 
     @property
     def capacity(self) -> int:
-        """0: the store is not bounded (it grows ~(N-1)/N frame per step)."""
+        """0: not bounded by the store (it holds ``held_frames(frames_seen)`` frames)."""
         return 0
 
     @property

@@ -1,8 +1,8 @@
 """CUDA-graph replay of the two fixed-shape encoders of a step: the Qwen ViT and VGGT.
 
-At batch 1 both encoders launch thousands of small kernels per frame (VGGT: ~1800, the ViT:
-~1000 plus transformers' window bookkeeping), so on an H100 their host-side launch cost rivals
-their GPU time. Both run on inputs of a fixed shape once the camera is fixed, so each is captured
+At batch 1 both encoders launch thousands of small kernels per frame (plus, for the ViT,
+transformers' window bookkeeping), so on a fast GPU their host-side launch cost rivals their GPU
+time. Both run on inputs of a fixed shape once the camera is fixed, so each is captured
 once as a CUDA graph and replayed:
 
 * :class:`FastVisionEncoder` replaces ``model.vit_embeds`` for single-image calls: the window

@@ -3,13 +3,13 @@
 Two independent switches, both no-ops on the CPU:
 
 * :func:`sdpa_preference` / :data:`SDPA_PREFERENCES`: a priority order of PyTorch SDPA backends
-  for the VGGT aggregator (frame, DINOv2 and global attention). On an H100 (torch 2.11) the cuDNN
-  backend runs VGGT's 1615-query x 92k-key global attention at about 350 TFLOP/s against 250 for
-  the flash backend (``shared/docs/gpu-floor.md``). Every preference ends with the default
-  backends, so a shape or layout one backend rejects silently falls back to the next.
+  for the VGGT aggregator (frame, DINOv2 and global attention); cuDNN first is the default,
+  the fastest backend on Hopper GPUs for VGGT's long global attention (figures in
+  ``bench/results/``). Every preference ends with the default backends, so a shape or layout one
+  backend rejects silently falls back to the next.
 * :func:`enable_varlen_vision_attention`: transformers' Qwen2.5-VL vision attention, on its
   ``sdpa`` path, splits the window blocks with ``lengths.tolist()`` (one host sync per block)
-  and runs one small SDPA call per window (~25-30 per block, 28 window blocks per frame). This
+  and runs one small SDPA call per window (dozens per block, for every window block). This
   registers an attention function that runs all windows of a block in ONE call of PyTorch's
   built-in FlashAttention-2 varlen kernel (``aten._flash_attention_forward`` with cumulative
   sequence lengths), the same kernel family as the ``flash_attention_2`` path the released
@@ -88,9 +88,8 @@ def sdpa_preference(preference: str, device: torch.device) -> Iterator[None]:
 def set_global_sdpa_preference(preference: str) -> list[int] | None:
     """Make ``preference`` the process-wide first SDPA backend (CUDA calls everywhere).
 
-    Measured on an H100 (torch 2.11, 7B LLM at bf16): with cuDNN first, one decode forward on a
-    3.7k-token cache took ~24 ms against ~36 ms with PyTorch's default order, and the 3668-token
-    prefill ~100 ms against ~107 ms. Backends that cannot take a call are skipped as usual.
+    Backends that cannot take a call are skipped as usual. Prefer :func:`sdpa_preference`,
+    which restores the previous order when its block ends.
 
     Args:
         preference: One of :data:`SDPA_PREFERENCES` (``'default'``: PyTorch's own order).

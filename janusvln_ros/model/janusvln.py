@@ -11,7 +11,7 @@ transformers-4.50 names)::
      ├─ vggt.aggregator: VGGTAggregator                                    <- vggt.aggregator.*
      └─ merger: VGGTMerger (RMSNorm -> Linear -> GELU -> Linear)          <- merger.*
 
-Per step the released model (spec §2.3) fuses the current frame's 3-D features into EVERY image
+Per step the released model fuses the current frame's 3-D features into EVERY image
 of the prompt: ``fused_i = vit_embeds_i + lam * spatial_embeds(current)``. This class offers the
 building blocks (:meth:`vit_embeds`, :meth:`spatial_embeds`, :meth:`fuse`, :meth:`text_embeds`,
 :meth:`scatter_images`, :meth:`rope_index`, :meth:`llm_forward`); engines compose them. VGGT and
@@ -41,7 +41,7 @@ def cache_kwarg_name(model_cls: type = Qwen2_5_VLForConditionalGeneration) -> st
     """The forward keyword that takes the LLM KV cache.
 
     transformers 5.24 renamed ``past_key_values=`` to ``cache=``; in 5.17 ``cache=`` is silently
-    ignored (models-env.md §0 item 2), so the name is detected from the signature.
+    ignored without an error, so the name is detected from the signature.
     """
     params = inspect.signature(model_cls.forward).parameters
     return 'cache' if 'cache' in params else 'past_key_values'
@@ -223,7 +223,7 @@ class JanusVLNForNavigation(nn.Module):
         return self.merger(tokens.to(self.vggt_dtype))[0]
 
     def fuse(self, vit: Sequence[torch.Tensor], spatial: torch.Tensor) -> list[torch.Tensor]:
-        """``vit_i + lam * spatial`` for every image (the released fusion rule, spec §2.3).
+        """``vit_i + lam * spatial`` for every image (the released fusion rule).
 
         Args:
             vit: Per-image ViT embeddings, each ``(tokens, hidden)``.

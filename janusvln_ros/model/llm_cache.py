@@ -1,10 +1,10 @@
-"""The streaming LLM key/value cache: segments, physical eviction, crop (models-env.md §3.6).
+"""The streaming LLM key/value cache: segments, physical eviction, crop.
 
 :class:`StreamingKVCache` wraps a transformers ``DynamicCache`` (what Qwen2.5-VL's forward
 updates in place) and records which cached tokens belong to which *segment* (the text prefix,
 one frame, a per-step query...). Eviction is physical: every layer's keys and values are
 ``index_select``-ed down to the kept tokens. The keys were rotated with their original M-RoPE
-positions before caching (§3.2), and new tokens keep taking positions from a global counter
+positions before caching, and new tokens keep taking positions from a global counter
 (:mod:`janusvln_ros.model.positions`), so eviction needs no re-rotation and equals attention
 masking of the evicted tokens (tested to fp32 round-off in ``test/unit/test_llm_cache.py``).
 

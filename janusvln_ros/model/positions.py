@@ -2,7 +2,7 @@
 
 Hugging Face computes Qwen2.5-VL positions from the *whole* ``input_ids`` (``get_rope_index``)
 and falls back to 1-D positions for later chunks once a cache exists, which is wrong for
-streaming prefill and for any cache whose middle has been evicted (models-env.md §3.3). The
+streaming prefill and for any cache whose middle has been evicted. The
 helpers here compute the same positions explicitly, starting at an arbitrary ``next_pos``:
 
 * a text token gets ``t = h = w = p`` and advances ``p`` by 1;
@@ -13,7 +13,7 @@ helpers here compute the same positions explicitly, starting at an arbitrary ``n
 Run over a full prompt from ``next_pos = 0`` this equals ``Qwen2_5_VLModel.get_rope_index``
 (tested in ``test/unit/test_positions.py``); run chunk by chunk with the returned counter, it
 gives every chunk the positions it would have had in the full sequence, so keys cached under
-these positions never need re-rotation (scheme A of models-env.md §3.5).
+these positions never need re-rotation when tokens before them are evicted.
 """
 
 from __future__ import annotations

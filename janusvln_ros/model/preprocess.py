@@ -1,7 +1,7 @@
 """Frame preprocessing shared by both encoders, as the released JanusVLN evaluation does it.
 
 One RGB frame feeds both the VGGT aggregator (3-D path) and the Qwen2.5-VL vision tower (2-D
-path), through a single ``[0, 1]`` tensor (janusvln-spec.md §2.2):
+path), through a single ``[0, 1]`` tensor:
 
 1. **Resize** with PIL's bicubic filter to a fixed width (644 for the released checkpoints) and a
    height of ``round(H * (width / W) / 14) * 14``, computed in floating point in exactly that order
@@ -182,7 +182,7 @@ def qwen_inputs(vggt_image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def prepare_frame(rgb: np.ndarray, target_width: int = TARGET_WIDTH) -> PreparedFrame:
-    """Prepare one RGB frame for both encoders (spec §2.2).
+    """Prepare one RGB frame for both encoders (see the module docstring).
 
     Args:
         rgb: ``(H, W, 3)`` uint8 RGB frame of any size and aspect ratio (see module docstring).

@@ -3,10 +3,8 @@
 Architecture (parameter names equal the released checkpoint's ``vggt.aggregator.*`` minus that
 prefix):
 
-* ``patch_embed``: a DINOv2 ViT-L/14 with 4 registers. Conv patch projection, ``cls_token`` +
-  ``pos_embed`` (bicubic, antialiased interpolation of the 37x37 grid to the input's patch grid),
-  ``register_tokens`` inserted after the cls token without position, pre-norm blocks (LayerNorm
-  eps 1e-6, LayerScale), a final ``norm``. Its output is the normed patch tokens only.
+* ``patch_embed``: a DINOv2 ViT-L/14 with 4 registers (:class:`~janusvln_ros.model.dinov2.DinoV2`);
+  its output is the normed patch tokens only.
 * Per frame the aggregator prepends ``camera_token`` (1) and ``register_token`` (4) to the patch
   tokens, so ``patch_start_idx == 5``. Index 0 of those learned tokens marks the first frame of an
   episode (empty spatial cache), index 1 every later frame.
@@ -24,6 +22,9 @@ pure waste for it: pass ``num_layers = cfg.layers_needed()`` (23) to :meth:`forw
 the spatial cache with the same number of layers. That skips 1/24 of the aggregator's block time
 and of the spatial-memory bytes, and changes nothing in layers 0..22 (each layer depends only on
 earlier ones).
+
+The non-cached pass over a whole frame sequence that the streaming path is tested against lives
+in :mod:`janusvln_ros.model.vggt_oracle` (:meth:`VGGTAggregator.forward` calls it).
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from janusvln_ros.model.dinov2 import DinoV2, LayerScale, Mlp
 from janusvln_ros.model.fast_attention import backend_order, sdpa_preference
 from janusvln_ros.model.spatial_memory import SpatialCache
+from janusvln_ros.model.vggt_oracle import full_sequence_forward
 
 logger = logging.getLogger(__name__)
 
@@ -209,137 +212,6 @@ def rope_2d_table(grid_h: int, grid_w: int, num_special: int, head_dim: int, fre
     return angles.cos(), angles.sin()
 
 
-class Mlp(nn.Module):
-    """fc1 -> exact GELU -> fc2."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map (..., dim) -> (..., dim)."""
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class LayerScale(nn.Module):
-    """Per-channel scale ``gamma``."""
-
-    def __init__(self, dim: int, init: float) -> None:
-        super().__init__()
-        self.init = init
-        self.gamma = nn.Parameter(torch.full((dim,), init))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Scale (..., dim) by gamma."""
-        return x * self.gamma
-
-
-class DinoAttention(nn.Module):
-    """Plain multi-head self-attention of DINOv2 (no qk-norm, no RoPE)."""
-
-    def __init__(self, dim: int, num_heads: int) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Attend (N, T, C) -> (N, T, C)."""
-        n, t, c = x.shape
-        q, k, v = self.qkv(x).reshape(n, t, 3, self.num_heads, c // self.num_heads).permute(
-            2, 0, 3, 1, 4).unbind(0)
-        return self.proj(_sdpa(q, k, v).transpose(1, 2).reshape(n, t, c))
-
-
-class DinoBlock(nn.Module):
-    """DINOv2 pre-norm block (LayerNorm eps 1e-6, LayerScale init 1.0)."""
-
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = DinoAttention(dim, num_heads)
-        self.ls1 = LayerScale(dim, 1.0)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.ls2 = LayerScale(dim, 1.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Transform (N, T, C) -> (N, T, C)."""
-        x = x + self.ls1(self.attn(self.norm1(x)))
-        return x + self.ls2(self.mlp(self.norm2(x)))
-
-
-class PatchProjection(nn.Module):
-    """Non-overlapping conv patchify: (N, 3, H, W) -> (N, H/p * W/p, C), row-major patches."""
-
-    def __init__(self, patch_size: int, dim: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(3, dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Patchify and project."""
-        return self.proj(x).flatten(2).transpose(1, 2)
-
-
-class DinoV2(nn.Module):
-    """DINOv2 ViT with registers, returning the normed patch tokens ("x_norm_patchtokens")."""
-
-    def __init__(self, cfg: VGGTConfig) -> None:
-        super().__init__()
-        c = cfg.embed_dim
-        self.patch_size = cfg.patch_size
-        self.grid = cfg.pos_embed_grid
-        self.num_register_tokens = cfg.num_register_tokens
-        self.patch_embed = PatchProjection(cfg.patch_size, c)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, c))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid * self.grid, c))
-        self.register_tokens = nn.Parameter(torch.zeros(1, cfg.num_register_tokens, c))
-        self.mask_token = nn.Parameter(torch.zeros(1, c))  # unused; kept for checkpoint names
-        self.blocks = nn.ModuleList(
-            DinoBlock(c, cfg.dino_num_heads, cfg.mlp_ratio) for _ in range(cfg.dino_depth))
-        self.norm = nn.LayerNorm(c, eps=1e-6)
-
-    def position_embedding(self, grid_h: int, grid_w: int) -> torch.Tensor:
-        """Position embedding of [cls, patches] for a (grid_h, grid_w) patch grid.
-
-        The patch part is interpolated bicubically with antialias to an explicit size, in float32;
-        the trained grid (square) is returned unchanged.
-
-        Returns:
-            (1, 1 + grid_h * grid_w, C) in the parameter's dtype.
-        """
-        if grid_h == self.grid and grid_w == self.grid:
-            return self.pos_embed
-        pos = self.pos_embed.float()
-        dim = pos.shape[-1]
-        patch = pos[:, 1:].reshape(1, self.grid, self.grid, dim).permute(0, 3, 1, 2)
-        patch = F.interpolate(patch, size=(grid_h, grid_w), mode='bicubic', antialias=True)
-        patch = patch.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, dim)
-        return torch.cat((pos[:, :1], patch), dim=1).to(self.pos_embed.dtype)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Encode normalised images.
-
-        Args:
-            x: (N, 3, H, W) ImageNet-normalised images, H and W multiples of the patch size.
-
-        Returns:
-            (N, (H/p) * (W/p), C) normed patch tokens (cls and registers dropped).
-        """
-        n, _, h, w = x.shape
-        grid_h, grid_w = h // self.patch_size, w // self.patch_size
-        tokens = self.patch_embed(x)
-        tokens = torch.cat((self.cls_token.expand(n, -1, -1), tokens), dim=1)
-        tokens = tokens + self.position_embedding(grid_h, grid_w)
-        tokens = torch.cat(
-            (tokens[:, :1], self.register_tokens.expand(n, -1, -1), tokens[:, 1:]), dim=1)
-        for block in self.blocks:
-            tokens = block(tokens)
-        return self.norm(tokens)[:, 1 + self.num_register_tokens:]
-
-
 class RopeAttention(nn.Module):
     """Aggregator attention: qkv projection, qk-norm (LayerNorm over hd), 2-D RoPE."""
 
@@ -397,7 +269,8 @@ class VGGTAggregator(nn.Module):
         patch_start_idx: Index of the first patch token in each frame's token sequence.
         attention_backend: SDPA backend preference of :meth:`forward_frame` on CUDA (one of
             :data:`~janusvln_ros.model.fast_attention.SDPA_PREFERENCES`; ``'cudnn'`` by
-            default: the fastest measured on H100 for the global attention). Ignored on CPU.
+            default: the fastest measured for the global attention, see ``bench/results/``).
+            Ignored on CPU.
     """
 
     attention_backend: str = 'cudnn'
@@ -541,46 +414,14 @@ class VGGTAggregator(nn.Module):
 
     def forward(self, images: torch.Tensor, causal: bool = True,
                 frame_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Non-cached pass over S frames (the test oracle of :meth:`forward_frame`).
+        """Non-cached pass over S frames: the test oracle of :meth:`forward_frame`.
 
-        Args:
-            images: (B, S, 3, H, W) in [0, 1]; frame 0 uses the first-frame tokens.
-            causal: Each frame's global attention sees frames <= itself (else all frames, as in
-                the original bidirectional VGGT). Ignored when ``frame_mask`` is given.
-            frame_mask: Optional (S, S) bool, ``[f, g]`` True when frame f may attend frame g
-                (e.g. to express an eviction policy).
+        See :func:`janusvln_ros.model.vggt_oracle.full_sequence_forward` (same arguments).
 
         Returns:
             ``depth`` tensors (B, S, P, 2C).
         """
-        b, s, _, h, w = images.shape
-        grid_h, grid_w = self._grid(h, w)
-        cos, sin = self.rope_tables(grid_h, grid_w, images.device)
-        index = torch.ones(s, dtype=torch.long, device=images.device)
-        index[0] = 0
-        x = self._embed(images.flatten(0, 1), index.repeat(b))
-        p, c = x.shape[1], x.shape[2]
-        if frame_mask is None:
-            frame_mask = torch.ones(s, s, dtype=torch.bool, device=images.device)
-            if causal:
-                frame_mask = frame_mask.tril()
-        if frame_mask.shape != (s, s) or frame_mask.dtype != torch.bool:
-            raise ValueError(f'frame_mask: expected bool ({s}, {s}), got {frame_mask.dtype} '
-                             f'{tuple(frame_mask.shape)}')
-        token_mask = frame_mask.repeat_interleave(p, 0).repeat_interleave(p, 1)
-        cos_all, sin_all = cos.repeat(s, 1), sin.repeat(s, 1)
-
-        def masked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=token_mask)
-
-        outputs = []
-        for i in range(self.cfg.depth):
-            x = self.frame_blocks[i](x, cos, sin, _sdpa)
-            frame_out = x.reshape(b, s, p, c)
-            x = self.global_blocks[i](x.reshape(b, s * p, c), cos_all, sin_all, masked)
-            outputs.append(torch.cat((frame_out, x.reshape(b, s, p, c)), dim=-1))
-            x = x.reshape(b * s, p, c)
-        return outputs
+        return full_sequence_forward(self, images, causal, frame_mask)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -188,3 +188,18 @@ def test_sdpa_preference_restores_the_backend_priority() -> None:
     with sdpa_preference('cudnn', q.device):
         torch.nn.functional.scaled_dot_product_attention(q, q, q)
     assert torch._C._get_sdp_priority_order() == before
+
+
+def test_engine_fast_paths_leave_the_process_sdpa_priority_alone() -> None:
+    from janusvln_ros.core.config import EngineConfig
+    from janusvln_ros.core.engine import JanusVLNEngine
+    before = list(torch._C._get_sdp_priority_order())
+    cfg = EngineConfig(device='cuda', dtype='bfloat16', spatial_anchor_frames=1,
+                       spatial_window_frames=2)
+    eng = JanusVLNEngine(cfg, model=_tiny_model(torch.bfloat16), tokenizer=_tokenizer())
+    assert 'sdpa_cudnn' in eng.fast_paths
+    assert list(torch._C._get_sdp_priority_order()) == before
+    eng.reset('Walk forward.')
+    for frame in _frames(2):
+        eng.step(frame)
+    assert list(torch._C._get_sdp_priority_order()) == before

@@ -65,7 +65,7 @@ class Loop:
                 + '\n--- node ---\n' + self.lab.log_text(netlab.GPU, 'node')[-3000:])
 
     def episode(self, name: str, before: Optional[Callable[[], None]] = None,
-                during: Optional[Callable[[float], None]] = None, timeout: float = 45.0,
+                during: Optional[Callable[[float], None]] = None, timeout: float = 120.0,
                 instruction: str = 'walk forward past the table, turn left and stop') -> dict:
         """Run one episode: wait for discovery, apply ``before``, send, call ``during``.
 
@@ -73,7 +73,7 @@ class Loop:
             name: Probe name (files ``<name>.json``, log ``robot_<name>.log``).
             before: Called once the probe sees the node's service, before the instruction.
             during: Called right after the go signal with its wall time (may block).
-            timeout: Seconds the probe runs at most.
+            timeout: Seconds the probe runs at most (it exits 1.5 s after the final status).
             instruction: The instruction.
 
         Returns:
@@ -88,12 +88,11 @@ class Loop:
             '--cmd-raw', 'cmd_vel', '--odom', 'odom', '--ready-file', str(ready),
             '--go-file', str(go), '--duration', str(timeout), '--exit-after-final', '1.5',
             '--instruction', instruction], name)
-        deadline = time.monotonic() + 30.0
-        while not ready.exists():
+        deadline = time.monotonic() + 60.0
+        while not ready.exists():  # the service and every watched topic discovered
             assert probe.poll() is None, self.lab.log_text(netlab.ROBOT, name)
-            assert time.monotonic() < deadline, 'robot probe never discovered set_instruction'
+            assert time.monotonic() < deadline, 'robot probe never discovered the node'
             time.sleep(0.05)
-        time.sleep(0.5)  # let the probe's subscriptions match too
         if before is not None:
             before()
         go_t = time.time()

@@ -22,6 +22,7 @@ import io
 import json
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -31,6 +32,10 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
+
+#: Written to stderr (the log) by ``sub`` for every message, with its sequence number: tests
+#: wait on these lines instead of sleeping through discovery or retransmission.
+GOT = 'probe: got'
 
 
 def qos(kind: str, depth: int) -> QoSProfile:
@@ -169,6 +174,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict:
                     row['mean'] = float(frame.mean())
                 else:
                     row['shape'] = [msg.height, msg.width, 3]
+                sys.stderr.write(f'{GOT} {row["seq"]}\n')
+                sys.stderr.flush()
                 rows.append(row)
 
             node.create_subscription(CompressedImage if jpeg else Image, args.topic, on_image,

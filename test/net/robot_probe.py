@@ -117,6 +117,9 @@ def main() -> int:
             image.data = np.random.default_rng(0).integers(0, 255, w * h * 3,
                                                            np.uint8).tobytes()
         client = node.create_client(SetInstruction, 'set_instruction')
+        watched = [args.cmd_raw, 'status'] + [t for t in (args.cmd_base, args.odom) if t]
+        if camera_pub is None:
+            watched.append(args.camera)
         sent = False
         t0 = time.monotonic()
         deadline = t0 + args.duration
@@ -132,7 +135,10 @@ def main() -> int:
                 camera_pub.publish(image)
                 rec['published_frames'] += 1
                 next_frame = max(next_frame + 1.0 / args.fake_camera_rate, now - 0.5)
-            ready = client.service_is_ready()
+            # Ready once the service is up and every watched topic has a publisher, so that a
+            # test can start the episode without sleeping through discovery.
+            ready = client.service_is_ready() and all(
+                node.count_publishers(topic) > 0 for topic in watched)
             if ready and args.ready_file and not os.path.exists(args.ready_file):
                 with open(args.ready_file, 'w', encoding='utf-8') as f:
                     f.write('ready')

@@ -52,8 +52,9 @@ def test_closed_loop_across_the_link(loop):
     lat = lp.step_latencies(rec)
     assert len(lat['status_ms']) >= STEPS - 1, lat
     assert len(lat['cmd_ms']) >= STEPS - 2, lat
-    # frame up + 0.1 s scripted inference + command down, plus waiting for the motion timer.
-    assert 100.0 <= lp.summary(lat['cmd_ms'])['median'] < 600.0, lat
+    # frame up + 0.1 s scripted inference + command down, plus waiting for the motion timer;
+    # the upper bound leaves room for a loaded machine (it catches commands that queue up).
+    assert 100.0 <= lp.summary(lat['cmd_ms'])['median'] < 1000.0, lat
     if loop.lab.mode == 'userspace':
         frame_bytes = 224 * 224 * 3
         assert after['robot_to_gpu'] - before['robot_to_gpu'] > 20 * frame_bytes
@@ -85,7 +86,7 @@ def test_packet_loss(loop, loss):
         loop.lab.clear()
 
     rec = loop.episode(f'loss{int(loss * 100)}', before=lambda: loop.lab.impair(loss=loss),
-                       during=during, timeout=60.0)
+                       during=during, timeout=120.0)
     statuses = lp.episode_statuses(rec)
     in_window = [s for s in statuses if s['t'] <= window['end']]
     progressed = max((s['step'] for s in in_window), default=0) >= 2
@@ -109,7 +110,7 @@ def test_full_cut_for_three_seconds(loop):
         cut['end'] = loop.lab.cut(3.0)
         time.sleep(3.0)
 
-    rec = loop.episode('cut3', during=during, timeout=60.0)
+    rec = loop.episode('cut3', during=during, timeout=120.0)
     statuses = lp.episode_statuses(rec)
     # The node noticed (camera timeout) and said so; the status reached the robot host
     # after the link returned.

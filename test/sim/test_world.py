@@ -146,3 +146,21 @@ def test_navmap_geodesic_is_near_euclidean_in_open_space():
     d = field.distance(cx + 0.8, cy + 0.5)
     straight = math.hypot(1.6, 0.8)
     assert straight <= d + 0.05 and d <= straight * 1.03 + 0.05
+
+
+def test_world_keeps_every_public_name_and_joins_layout_and_emission():
+    from janusvln_ros.sim import layout, mjcf, world
+    for name in ('angle_diff', 'build_house', 'COLOURS', 'Door', 'DOOR_WIDTH', 'FLOOR_MATERIAL',
+                 'FURNITURE', 'House', 'HouseConfig', 'LINTEL_HEIGHT', 'MAX_LIGHTS', 'Room',
+                 'ROOM_TYPES', 'SceneObject', 'SIZES', 'WALL_HEIGHT', 'WALL_RGBA',
+                 'WALL_THICKNESS'):
+        assert hasattr(world, name), name
+    config = HouseConfig(seed=3)
+    plan = layout.plan_house(config)
+    house = build_house(config)
+    assert house.rooms == plan.rooms and house.doors == plan.doors
+    assert house.objects == plan.objects
+    geoms, lights = mjcf.house_geometry(plan)
+    assert house.mjcf() == mjcf.document(config.seed, geoms, lights, house.assets)
+    # The layout is pure data: no geometry or textures are made to plan a house.
+    assert not hasattr(plan, 'assets')

@@ -8,6 +8,7 @@ import torch
 from janusvln_ros.model import fast_attention
 from janusvln_ros.model.config import JanusVLNConfig
 from janusvln_ros.model.cuda_graphs import install_cuda_graphs
+from janusvln_ros.model.fast_paths import apply_fast_paths, sdpa_scope
 from janusvln_ros.model.janusvln import JanusVLNForNavigation
 from janusvln_ros.model.preprocess import prepare_frame
 
@@ -69,3 +70,25 @@ def test_graphed_spatial_encoder_is_eager_on_cpu_and_exact() -> None:
         torch.testing.assert_close(a, b)
     assert installed['vggt'].replays == 0
     assert cache.full_window and cache.frames_seen == 6
+
+
+def test_installing_fast_paths_leaves_the_process_sdpa_priority_alone() -> None:
+    # The devices only name CUDA (nothing runs on them): installation must not touch the
+    # process-wide SDPA backend priority; the preference applies inside sdpa_scope only.
+    before = list(torch._C._get_sdp_priority_order())
+    cuda = torch.device('cuda')
+    done = apply_fast_paths(_model(), cuda, cuda)
+    assert 'sdpa_cudnn' in done and 'vitgraph' in done and 'vggtgraph' in done
+    assert list(torch._C._get_sdp_priority_order()) == before
+    with sdpa_scope(done, cuda):
+        inside = list(torch._C._get_sdp_priority_order())
+    assert inside != before  # cuDNN first inside the scope
+    assert list(torch._C._get_sdp_priority_order()) == before
+    try:
+        with sdpa_scope(done, cuda):
+            raise RuntimeError('step failed')
+    except RuntimeError:
+        pass
+    assert list(torch._C._get_sdp_priority_order()) == before
+    with sdpa_scope([], cuda):
+        assert list(torch._C._get_sdp_priority_order()) == before

@@ -11,7 +11,7 @@ IMAGE, VSTART, VEND = 5, 3, 4
 
 
 def tiny_qwen(seed: int = 0) -> transformers.Qwen2_5_VLForConditionalGeneration:
-    """A 2-layer random Qwen2.5-VL with the real patch/merge structure (models-env.md §2.3)."""
+    """A 2-layer random Qwen2.5-VL with the real patch/merge structure (2x2 merge)."""
     torch.manual_seed(seed)
     cfg = transformers.Qwen2_5_VLConfig(
         text_config=dict(vocab_size=512, hidden_size=64, intermediate_size=128,

@@ -1,4 +1,4 @@
-"""Frame preprocessing (spec §2.2): sizes, the float rounding, equality with HF's processor."""
+"""Frame preprocessing: sizes, the float rounding, equality with HF's processor."""
 
 import numpy as np
 import pytest

@@ -9,7 +9,9 @@ import torch
 from janusvln_ros.model.spatial_memory import ConcatEvictCache, RingBufferCache
 from janusvln_ros.model.vggt import count_parameters, VGGTAggregator, VGGTConfig
 
-FACTS = pathlib.Path('/work/shared/spec/vggt_aggregator_param_shapes.json')
+# Parameter names and shapes of the released VGGT-1B aggregator (``vggt.aggregator.*`` keys of
+# the checkpoint's state dict), stored with the tests.
+FACTS = pathlib.Path(__file__).resolve().parent / 'data' / 'vggt_aggregator_param_shapes.json'
 TOL = 1e-5
 
 
