@@ -15,7 +15,17 @@ from janusvln_ros.core.scripted import parse_script, ScriptedEngine
 from janusvln_ros.core.timing import RollingStats
 from janusvln_ros.core.types import Action
 from janusvln_ros.core.worker import (EpisodeState, InferenceWorker, LatestSlot,
-                                      validate_instruction, wait_until)
+                                      validate_instruction)
+
+
+def wait_until(predicate, timeout, poll_s=0.01):
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll_s)
+    return bool(predicate())
 
 
 def frame(mark=0, h=4, w=6):
