@@ -58,10 +58,60 @@ def test_manual_layouts_and_mono():
     (fake('rgb8', 2, 2, 5, b'\0' * 10), 'smaller than width'),
     (fake('rgb8', 2, 2, 6, b'\0' * 11), 'truncated'),
     (fake('rgb8', 2, 2, 6, b'\0' * 13), 'size mismatch'),
+    (fake('mono8', 400, 8, 8, b'\0' * 3200), 'aspect ratio'),      # 3.2 kB, 50:1
+    (fake('mono8', 1, 5, 5, b'\0' * 5), 'aspect ratio'),           # 1:5, too wide
 ])
 def test_rejections(msg, reason):
     with pytest.raises(InputError, match=reason):
         image_to_rgb(msg)
+
+
+def test_aspect_ratio_bound_and_its_edge():
+    """Issue 15 item 8: the bound is checked on the header, before the data is touched."""
+    limit = conversions.MAX_ASPECT_RATIO
+    assert limit == 4.0
+    ok = image_to_rgb(fake('mono8', 4, 1, 1, b'\0' * 4))          # exactly 4:1 passes
+    assert ok.shape == (4, 1, 3)
+
+    class Untouchable(bytes):
+        def __len__(self):
+            raise AssertionError('the data was read before the aspect check')
+    with pytest.raises(InputError, match='aspect ratio'):
+        image_to_rgb(fake('rgb8', 100000, 1, 3, Untouchable()))
+
+
+def test_stamp_seconds():
+    assert conversions.stamp_seconds(types.SimpleNamespace(sec=0, nanosec=0)) is None
+    assert conversions.stamp_seconds(types.SimpleNamespace(sec=3, nanosec=500000000)) == 3.5
+
+
+def test_cv_bridge_branch_when_a_bridge_is_present(monkeypatch):
+    """Issue 15 item 14: the cv_bridge branch runs after the same checks, output contiguous."""
+    calls = []
+
+    class FakeBridge:
+        def imgmsg_to_cv2(self, msg, desired_encoding):
+            calls.append(desired_encoding)
+            return np.asfortranarray(np.zeros((msg.height, msg.width, 3), np.uint8))
+    monkeypatch.setattr(conversions, '_BRIDGE', FakeBridge())
+    out = image_to_rgb(rgb_to_image(np.ones((3, 5, 3), np.uint8), 'bgr8'))
+    assert calls == ['rgb8'] and out.shape == (3, 5, 3) and out.flags.c_contiguous
+    with pytest.raises(InputError, match='not supported'):       # checks still come first
+        image_to_rgb(fake('yuv422', 2, 2, 4, b'\0' * 8))
+    assert calls == ['rgb8']
+
+
+def test_real_cv_bridge_or_the_fallback_converts_bgr():
+    """With cv_bridge importable the real bridge converts; without it, the fallback does."""
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    out = image_to_rgb(rgb_to_image(rgb, 'bgr8', step_padding=2))
+    assert np.array_equal(out, rgb)
+    try:
+        import cv_bridge  # noqa: F401
+    except Exception:  # noqa: BLE001 - absent from the PyPI install
+        assert conversions._BRIDGE is None          # the project's converter was used
+    else:
+        assert conversions._BRIDGE is not None      # the real bridge was used
 
 
 def test_status_and_cmd_vel_conversions():
