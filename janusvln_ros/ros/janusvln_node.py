@@ -33,6 +33,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from diagnostic_msgs.msg import DiagnosticArray
 from janusvln_interfaces.action import Navigate
 from janusvln_interfaces.msg import NavigationStatus
 from janusvln_interfaces.srv import SetInstruction
@@ -61,6 +62,7 @@ from janusvln_ros.core.types import Engine
 from janusvln_ros.core.worker import InferenceWorker
 from janusvln_ros.ros.conversions import (image_to_rgb, make_cmd_vel, odometry_to_pose,
                                           snapshot_to_status, stamp_seconds)
+from janusvln_ros.ros.diagnostics import health_to_diagnostics, NodeHealth
 from janusvln_ros.ros.params import (config_from_parameters, declare_config_parameters,
                                      make_on_set_callback)
 
@@ -176,6 +178,7 @@ class JanusVLNNode(LifecycleNode):
         self._cmd_pub = self.create_publisher(
             make_cmd_vel(0.0, 0.0, stamped).__class__, 'cmd_vel', CMD_VEL_QOS)
         self._status_pub = self.create_publisher(NavigationStatus, 'status', STATUS_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', STATUS_QOS)
         self.create_service(SetInstruction, 'set_instruction', self._set_instruction_callback,
                             callback_group=self._service_group)
         self.create_service(Trigger, 'cancel', self._cancel_callback,
@@ -359,6 +362,7 @@ class JanusVLNNode(LifecycleNode):
             if was_active or self._moving:
                 self._publish_zero()
         self._drain_events()
+        self._publish_diagnostics()
 
     def _free_engine(self, defer: bool = False) -> bool:
         """Free the engine; never while the worker thread may still be inside it.
@@ -490,6 +494,7 @@ class JanusVLNNode(LifecycleNode):
             return
         self._status_pub.publish(snapshot_to_status(
             worker.snapshot(), stamp=self.get_clock().now().to_msg()))
+        self._publish_diagnostics()
         now = time.monotonic()
         if now - self._last_stats_log >= 10.0 and worker.step_stats.count:
             self._last_stats_log = now
@@ -688,6 +693,36 @@ class JanusVLNNode(LifecycleNode):
             self._status_pub.publish(snapshot_to_status(snap))
             if snap.state in FINAL_STATES:
                 self._publish_zero()
+
+    def health(self) -> NodeHealth | None:
+        """The node's health reading (None while unconfigured)."""
+        worker, slot = self._worker, self._slot
+        if worker is None:
+            return None
+        stats = worker.step_stats.summary() if worker.step_stats.count else {}
+        last = self._last_frame_t
+        return NodeHealth(
+            lifecycle_state=self._state_label(), snapshot=worker.snapshot(),
+            step_p50_ms=float(stats.get('p50', float('nan'))),
+            step_p95_ms=float(stats.get('p95', float('nan'))),
+            step_budget_ms=self._node_cfg.step_latency_budget_ms,
+            steps_total=worker.steps_total, frames_received=self._frames_received,
+            frames_dropped=slot.overwritten if slot is not None else 0,
+            frames_rejected=self._frames_rejected, frames_stale=worker.stale_frames_skipped,
+            camera_age_s=None if last is None else max(0.0, self._now_s() - last),
+            camera_timed_out=self._camera_timed_out,
+            unparseable_outputs=worker.unparseable_total,
+            callback_errors=self._callback_errors, clock_jumps=self._clock_jumps,
+            worker_stuck_s=worker.step_running_s if worker.alive and not self._active else 0.0)
+
+    def _publish_diagnostics(self) -> None:
+        try:
+            health = self.health()
+            if health is not None:
+                self._diag_pub.publish(health_to_diagnostics(
+                    health, self.get_fully_qualified_name(), self.get_clock().now().to_msg()))
+        except Exception:  # noqa: BLE001 - diagnostics must never break a stop
+            logger.exception('could not publish diagnostics')
 
     def _publish_status_message(self, text: str) -> None:
         worker = self._worker

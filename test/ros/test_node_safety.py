@@ -304,3 +304,47 @@ def test_ros_clock_jumping_back_stops_the_robot_and_restarts_the_watchdog(driver
     finally:
         stop.set()
         clocker.join(5)
+
+
+# ------------------------------------------------------------------ diagnostics
+def test_diagnostics_report_state_latency_frames_camera_and_memory(driver, make_node):
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    got = []
+    driver.node.create_subscription(DiagnosticArray, '/diagnostics', got.append, 50)
+    live = make_node(dict(SLOW_FORWARD, engine='scripted', status_rate_hz=10.0,
+                          camera_timeout_s=0.5, forward_distance_m=0.05))
+
+    def find(pred, timeout=15):
+        found = []
+
+        def check():
+            for array in list(got):
+                for st in array.status:
+                    values = {kv.key: kv.value for kv in st.values}
+                    if st.name == 'janusvln: navigation' and pred(st, values):
+                        found.append((st, values))
+                        return True
+            return False
+        wait_until(check, timeout)
+        return found[0] if found else (None, None)
+    activate(live.node)
+    driver.start_camera(30)
+    assert driver.instruct('go').accepted
+    st, values = find(lambda st, v: v['episode_state'] == 'NAVIGATING'
+                      and int(v['steps_total']) >= 2 and int(v['frames_received']) > 0)
+    assert st is not None, got[-1:] if got else 'no /diagnostics'
+    assert st.level == DiagnosticStatus.OK and st.hardware_id == '/janusvln'
+    assert values['lifecycle_state'] == 'active'
+    assert float(values['step_latency_p95_ms']) >= 0.0
+    assert values['step_latency_budget_ms'] == '1000.0'
+    assert float(values['camera_age_s']) < 5.0
+    assert values['spatial_memory_fill'].endswith('/56')
+    assert 'device_memory' in values or 'device_memory_allocated_mib' in values
+    for key in ('frames_dropped', 'frames_rejected', 'frames_captured_mid_motion',
+                'unparseable_outputs', 'callback_errors', 'clock_jumps'):
+        assert int(values[key]) >= 0
+    driver.stop_camera()
+    st, values = find(lambda st, v: st.level == DiagnosticStatus.WARN
+                      and 'camera timeout' in st.message)
+    assert st is not None
+    assert float(values['camera_age_s']) >= 0.5
