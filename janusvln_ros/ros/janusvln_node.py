@@ -210,10 +210,6 @@ class JanusVLNNode(LifecycleNode):
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _worker_stuck(self) -> bool:
-        worker = self._worker
-        return worker is not None and worker.alive and not self._active
-
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Validate the configuration and build the engine (slow: loads the model)."""

@@ -296,6 +296,7 @@ def test_ros_clock_jumping_back_stops_the_robot_and_restarts_the_watchdog(driver
         base[0] = 500.0                   # a simulator reset / a looping bag: 500 s back
         assert wait_until(lambda: not node._motion.busy, 5), 'the primitive kept going'
         assert 'clock jump' in node._motion.last_outcome.reason
+        assert node._clock_jumps >= 1             # the jump callback ran
         assert wait_until(lambda: is_zero(live.published[-1]), 5)
         n = len(live.published)
         time.sleep(1.0)                   # the watchdog runs on the new time base: no frames
@@ -348,3 +349,24 @@ def test_diagnostics_report_state_latency_frames_camera_and_memory(driver, make_
                       and 'camera timeout' in st.message)
     assert st is not None
     assert float(values['camera_age_s']) >= 0.5
+
+
+# ------------------------------------------------------------------ item 9
+def test_unparseable_output_aborts_the_goal_as_stopped_not_succeeded(driver, make_node):
+    live = make_node(dict(SLOW_FORWARD, engine='tiny_engines_for_tests:UnparseableEngine',
+                          forward_distance_m=0.05))
+    activate(live.node)
+    driver.start_camera(30)
+    assert driver.navigate.wait_for_server(timeout_sec=15)
+    goal = driver.navigate.send_goal_async(Navigate.Goal(instruction='go'))
+    assert wait_until(goal.done, 30) and goal.result().accepted
+    result = goal.result().get_result_async()
+    assert wait_until(result.done, 20)
+    assert result.result().status == GoalStatus.STATUS_ABORTED
+    res = result.result().result
+    assert res.final_state == NS.STOPPED and res.steps == 2
+    assert res.message.startswith('unparseable output') and "'MOVE_FORWARD.'" in res.message
+    st = driver.wait_status(lambda s: s.state == NS.STOPPED and 'unparseable' in s.message, 5)
+    assert st is not None and '1 unparseable so far' in st.message
+    assert live.node.worker.unparseable_total == 1
+    assert outside_last_is_zero(driver)

@@ -5,6 +5,7 @@ import threading
 
 from janusvln_ros.core.errors import ModelLoadError
 from janusvln_ros.core.scripted import ScriptedEngine
+from janusvln_ros.core.types import Action, StepResult
 
 
 class NeedsFileEngine(ScriptedEngine):
@@ -55,3 +56,14 @@ class ResizingEngine(ScriptedEngine):
         from janusvln_ros.model.preprocess import load_vggt_image
         load_vggt_image(frame)
         return super().step(frame)
+
+
+class UnparseableEngine(ScriptedEngine):
+    """MOVE_FORWARD once, then a model output that is no action word (fallback STOP)."""
+
+    def step(self, frame):
+        res = super().step(frame)
+        if res.step == 0:
+            return res
+        return StepResult(Action.STOP, 'MOVE_FORWARD.', res.step, {'total': 1.0},
+                          parsed=False)
