@@ -252,6 +252,8 @@ def test_stuck_step_the_engine_is_never_freed_under_the_worker(driver, make_node
     assert engine.entered.wait(10)                 # a step that will not return
     node.trigger_deactivate()                      # the join times out after 0.3 s
     assert lifecycle_state(node) == 'inactive'
+    stuck = driver.wait_status(lambda s: 'stuck inside engine.step' in s.message, 5)
+    assert stuck is not None                       # reported clearly, not only in the log
     assert is_zero(live.published[-1])
     node.trigger_cleanup()                         # refused: the step still uses the engine
     assert lifecycle_state(node) == 'inactive'
@@ -298,8 +300,10 @@ def test_ros_clock_jumping_back_stops_the_robot_and_restarts_the_watchdog(driver
         assert 'clock jump' in node._motion.last_outcome.reason
         assert node._clock_jumps >= 1             # the jump callback ran
         assert wait_until(lambda: is_zero(live.published[-1]), 5)
+        # the camera watchdog restarted on the new time base: it fires 0.5 s after the jump
+        assert driver.wait_status(lambda s: 'camera timeout' in s.message, 5)
         n = len(live.published)
-        time.sleep(1.0)                   # the watchdog runs on the new time base: no frames
+        time.sleep(1.0)                   # no frames: nothing may move the robot now
         assert not nonzero(live.published[n:])
         assert outside_last_is_zero(driver)
     finally:
