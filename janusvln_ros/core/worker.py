@@ -219,17 +219,14 @@ class InferenceWorker:
                 queued = None
             cancel_running = running and (episode_id is None or snap.episode_id == episode_id)
             if queued is None and not cancel_running:
-                # the running episode is already being preempted by a queued one?
-                hit = (running and snap.episode_id == episode_id and pending is not None
-                       and pending.kind == 'instruction')
-                if not hit:
-                    return False
+                return False
             if queued is not None:
                 # the running episode was stopped when this one was queued: it ends too
                 self._pending = None
                 if running and not cancel_running:
                     self._pending = _Pending('cancel', snap.episode_id,
                                              reason=f'preempted by episode {queued.episode_id}')
+            # (a running episode behind a queued instruction ends as preempted by it)
             if cancel_running and (self._pending is None or self._pending.kind == 'cancel'):
                 self._pending = _Pending('cancel', snap.episode_id, reason=reason)
             self._lock.notify_all()

@@ -568,3 +568,19 @@ def test_episode_records_wait_change_and_first_final_wins():
         rec.finish(EpisodeSnapshot(episode_id=i, state=EpisodeState.STOPPED))
     assert rec.final(1) is None and rec.final(3) is not None
     assert rec.wait_change(v0, 0.01) != v0
+
+
+def test_cancel_without_id_ends_the_queued_and_the_running_episode():
+    with Harness('MOVE_FORWARD') as h:
+        eng = GateEngine()
+        h.worker._engine = eng                      # noqa: SLF001
+        eng.gate.clear()
+        h.worker.submit('first')
+        assert eng.entered.wait(5.0)
+        h.worker.submit('second')
+        assert h.worker.cancel('operator cancel')
+        assert h.worker.final(2).message == 'operator cancel'
+        eng.gate.set()
+        assert wait_until(lambda: h.worker.final(1) is not None, 5.0)
+        assert h.worker.final(1).message == 'operator cancel'
+        assert list(eng.instructions) == ['first'] and not h.motion.busy
