@@ -198,3 +198,31 @@ def test_package_xml_declares_every_ros_package_the_code_imports():
     assert {'python3-numpy', 'python3-torch', 'python3-yaml'} <= declared
     reqs = (REPO / 'requirements.txt').read_text()
     assert 'ros-jazzy-diagnostic-msgs==' in reqs
+
+
+def test_diagnostics_levels_and_values():
+    from diagnostic_msgs.msg import DiagnosticStatus as DS
+    from janusvln_ros.core.episodes import EpisodeSnapshot, EpisodeState
+    from janusvln_ros.ros.diagnostics import health_to_diagnostics, NodeHealth
+    base = NodeHealth(lifecycle_state='active', snapshot=EpisodeSnapshot(
+        episode_id=2, state=EpisodeState.NAVIGATING, step=3, spatial_memory_frames=3,
+        spatial_memory_capacity=56), step_p50_ms=80.0, step_p95_ms=120.0,
+        step_budget_ms=1000.0, steps_total=9, frames_received=40, frames_dropped=30,
+        frames_rejected=1, frames_stale=2, camera_age_s=0.03, camera_timed_out=False,
+        unparseable_outputs=0, callback_errors=0, clock_jumps=0)
+
+    def level(**change):
+        st = health_to_diagnostics(dataclasses.replace(base, **change), '/janusvln').status[0]
+        return st.level, st.message, {kv.key: kv.value for kv in st.values}
+    lv, _, values = level()
+    assert lv == DS.OK and values['spatial_memory_fill'] == '3/56'
+    assert values['frames_dropped'] == '30' and values['camera_age_s'] == '0.03'
+    assert level(step_p95_ms=1500.0)[0] == DS.WARN
+    assert level(step_p95_ms=float('nan'), camera_age_s=None)[2]['camera_age_s'] == 'never'
+    assert level(step_p95_ms=float('nan'))[0] == DS.OK
+    assert level(camera_timed_out=True)[:2] == (DS.WARN, 'camera timeout: robot stopped')
+    assert level(unparseable_outputs=2)[0] == DS.WARN
+    assert level(callback_errors=1)[0] == DS.ERROR
+    assert level(worker_stuck_s=12.0)[0] == DS.ERROR
+    err = EpisodeSnapshot(episode_id=2, state=EpisodeState.ERROR, message='engine error: x')
+    assert level(snapshot=err)[:2] == (DS.ERROR, 'episode 2 error: engine error: x')
