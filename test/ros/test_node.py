@@ -3,7 +3,7 @@
 import time
 
 from action_msgs.msg import GoalStatus
-from janus_ros_testutil import NodeProcess, wait_until
+from janus_ros_testutil import Driver, NodeProcess, wait_until
 from janusvln_interfaces.action import Navigate
 from janusvln_interfaces.msg import NavigationStatus as NS
 from lifecycle_msgs.msg import Transition as T
@@ -31,6 +31,19 @@ def node_factory(tmp_path):
     for n in nodes:
         rc = n.sigint()
         assert rc == 0, n.log()[-3000:]
+
+
+@pytest.fixture
+def ns_driver(ros_context):
+    """Drivers in their own namespace: a node of an earlier test can never answer them."""
+    made = []
+
+    def make(ns):
+        made.append(Driver(namespace=ns, name=f'driver_{ns}'))
+        return made[-1]
+    yield make
+    for d in made:
+        d.close()
 
 
 def is_zero(m):
@@ -304,10 +317,11 @@ def _vm_mib(pid, key):
         return next(int(line.split()[1]) for line in f if line.startswith(key)) / 1024
 
 
-def test_extreme_aspect_ratio_image_is_rejected_before_any_resize(driver, node_factory):
+def test_extreme_aspect_ratio_image_is_rejected_before_any_resize(ns_driver, node_factory):
     """Issue 15 item 8: a 3.2 kB image of 8x400 px would become 644x32200 px in the resize."""
     node = node_factory(dict(FAST, engine='tiny_engines_for_tests:ResizingEngine',
-                             script='MOVE_FORWARD'))
+                             script='MOVE_FORWARD'), extra=['-r', '__ns:=/aspect'])
+    driver = ns_driver('aspect')
     driver.start_camera(30)
     assert driver.instruct('go').accepted
     assert driver.wait_status(lambda s: s.step >= 3, 20)      # frames go through the resize
@@ -347,9 +361,11 @@ def _stays_zero(driver, settle=0.3):
 
 
 @pytest.mark.timeout(240)
-def test_last_twist_is_zero_after_cancel_deactivate_and_active_shutdown(driver, node_factory):
+def test_last_twist_is_zero_after_cancel_deactivate_and_active_shutdown(ns_driver,
+                                                                        node_factory):
     """Issue 15 items 2 and 14: stop while moving, three ways, several times each."""
-    node_factory(LONG_FORWARD)
+    node_factory(LONG_FORWARD, extra=['-r', '__ns:=/hammer'])
+    driver = ns_driver('hammer')
     assert wait_until(lambda: driver.set_instruction.service_is_ready(), 15)
     driver.start_camera(30)
     for i in range(3):
@@ -370,10 +386,12 @@ def test_last_twist_is_zero_after_cancel_deactivate_and_active_shutdown(driver, 
 
 
 @pytest.mark.timeout(240)
-def test_last_twist_is_zero_after_sigint_while_moving(driver, tmp_path):
+def test_last_twist_is_zero_after_sigint_while_moving(ns_driver, tmp_path):
     """Issue 15 items 2 and 14: SIGINT while a primitive runs, three times."""
     for i in range(3):
-        node = NodeProcess(tmp_path, LONG_FORWARD, name=f'sigint{i}')
+        node = NodeProcess(tmp_path, LONG_FORWARD, extra=['-r', f'__ns:=/sigint{i}'],
+                           name=f'sigint{i}')
+        driver = ns_driver(f'sigint{i}')
         try:
             assert wait_until(lambda: driver.set_instruction.service_is_ready(), 15)
             driver.start_camera(30)
@@ -385,4 +403,3 @@ def test_last_twist_is_zero_after_sigint_while_moving(driver, tmp_path):
             assert 'node shutting down' in node.log()
         finally:
             node.kill()
-        assert wait_until(lambda: not driver.set_instruction.service_is_ready(), 10)
