@@ -266,7 +266,7 @@ class JanusVLNEngine:
             spatial_memory_frames=len(spatial_mem), spatial_memory_capacity=spatial_mem.capacity,
             semantic_memory_frames=len(semantic_mem),
             semantic_memory_capacity=semantic_mem.capacity,
-            memory_nbytes=int(spatial_mem.nbytes + semantic_mem.nbytes))
+            memory_nbytes=int(spatial_mem.nbytes + semantic_mem.nbytes), parsed=result.accepted)
 
     def _embed(self, ids: torch.Tensor, images: list[torch.Tensor] | None) -> torch.Tensor:
         """Embeddings ``(1, L, hidden)`` of ``ids`` with the image placeholders filled."""

@@ -4,8 +4,11 @@ The :class:`ActionExecutor` is a small thread-safe state machine. The worker thr
 primitive with :meth:`ActionExecutor.execute` and waits in :meth:`ActionExecutor.wait_idle`; the
 node's control timer calls :meth:`ActionExecutor.command` at ``control_rate_hz`` and publishes
 the returned velocities; the odometry callback feeds :meth:`ActionExecutor.update_odometry`.
-Time is whatever clock the caller passes (the node's ROS clock, so simulated time works).
-Anything unexpected (stale odometry, timeout, :meth:`stop`) ends the primitive with zero velocity.
+Time is whatever clock the caller passes (the node's ROS clock, so simulated time works). A
+time earlier than the primitive's start (the clock jumped backwards: a looping bag, a simulator
+reset) aborts the primitive. Anything unexpected (stale odometry, timeout, a backwards clock,
+:meth:`stop`) ends the primitive with zero velocity. A primitive runs with the configuration it
+started with: :meth:`ActionExecutor.update_config` applies from the next primitive on.
 """
 
 from __future__ import annotations
@@ -69,6 +72,9 @@ class ActionExecutor:
         self._config = config
         self._cond = threading.Condition()
         self._action: Action | None = None
+        self._run_config = config          # configuration of the primitive in flight
+        self._last_now: float | None = None
+        self._last_end_s: float | None = None
         self._pending_start = False
         self._start_t = 0.0
         self._start_pose: tuple[float, float, float] | None = None
@@ -100,6 +106,16 @@ class ActionExecutor:
             return self._last_outcome
 
     @property
+    def last_end_s(self) -> float | None:
+        """Time (caller's clock) at which the last primitive ended, None before the first.
+
+        For a primitive aborted by :meth:`stop` (which takes no time) this is the time of the
+        last :meth:`command` call, i.e. of the last velocity published for it.
+        """
+        with self._cond:
+            return self._last_end_s
+
+    @property
     def ended_count(self) -> int:
         """Number of primitives that have ended (completed or aborted)."""
         with self._cond:
@@ -117,6 +133,7 @@ class ActionExecutor:
             if action == Action.STOP:
                 return
             self._action = Action(action)
+            self._run_config = self._config
             self._pending_start = True
             self._start_pose = None
 
@@ -138,16 +155,22 @@ class ActionExecutor:
         with self._cond:
             self._pose = (float(x), float(y), float(yaw))
             self._pose_t = now
-            if self._action is not None and self._config.motion_mode == 'odometry' \
+            if self._action is not None and self._run_config.motion_mode == 'odometry' \
                     and not self._pending_start:
                 self._check_odometry_locked(now)
 
     def command(self, now: float) -> MotionCommand:
         """Advance the state machine to time ``now`` (s) and return the velocity to publish."""
         with self._cond:
+            last, self._last_now = self._last_now, now
+            if last is not None and now < last and self._action is not None \
+                    and not self._pending_start:
+                logger.warning('clock jumped backwards by %.3f s during a primitive', last - now)
+                self._end_locked(False, 'clock jumped backwards')
+                return ZERO
             if self._action is None:
                 return ZERO
-            cfg = self._config
+            cfg = self._run_config
             if self._pending_start:
                 self._pending_start = False
                 self._start_t = now
@@ -173,14 +196,23 @@ class ActionExecutor:
                     return ZERO
             return self._velocity_locked()
 
+    def clock_jumped(self, now: float) -> bool:
+        """The caller's clock jumped to ``now``: abort the running primitive (True if one ran)."""
+        with self._cond:
+            self._last_now = now
+            if self._action is None:
+                return False
+            self._end_locked(False, 'clock jumped')
+            return True
+
     def _duration_locked(self) -> float:
-        cfg = self._config
+        cfg = self._run_config
         if self._action == Action.MOVE_FORWARD:
             return cfg.forward_distance_m / cfg.linear_speed_mps
         return cfg.turn_angle_rad / cfg.angular_speed_radps
 
     def _velocity_locked(self) -> MotionCommand:
-        cfg = self._config
+        cfg = self._run_config
         if self._action == Action.MOVE_FORWARD:
             return MotionCommand(cfg.linear_speed_mps, 0.0, True)
         sign = 1.0 if self._action == Action.TURN_LEFT else -1.0
@@ -192,9 +224,9 @@ class ActionExecutor:
         x0, y0, yaw0 = self._start_pose
         x, y, yaw = self._pose
         if self._action == Action.MOVE_FORWARD:
-            reached = math.hypot(x - x0, y - y0) >= self._config.forward_distance_m
+            reached = math.hypot(x - x0, y - y0) >= self._run_config.forward_distance_m
         else:
-            reached = abs(wrap_angle(yaw - yaw0)) >= self._config.turn_angle_rad
+            reached = abs(wrap_angle(yaw - yaw0)) >= self._run_config.turn_angle_rad
         if reached:
             self._end_locked(True, 'done')
 
@@ -202,6 +234,7 @@ class ActionExecutor:
         assert self._action is not None
         self._ended += 1
         self._last_outcome = PrimitiveOutcome(self._action, completed, reason, self._ended)
+        self._last_end_s = self._last_now
         if not completed:
             logger.info('primitive %s aborted: %s', self._action.name, reason)
         self._action = None

@@ -97,6 +97,7 @@ class NodeConfig:
         status_rate_hz: Rate of the periodic status message (also sent on every step).
         autostart: Configure and activate the lifecycle node on start.
         worker_join_timeout_s: How long deactivation waits for a running engine step.
+        step_latency_budget_ms: Step latency budget; /diagnostics warns when the p95 exceeds it.
     """
 
     image_reliability: str = 'best_effort'
@@ -108,13 +109,15 @@ class NodeConfig:
     status_rate_hz: float = 1.0
     autostart: bool = False
     worker_join_timeout_s: float = 10.0
+    step_latency_budget_ms: float = 1000.0
 
     def __post_init__(self) -> None:
         """Validate every field; raise :class:`ConfigError` naming the bad one."""
         if self.image_reliability not in RELIABILITIES:
             raise ConfigError(f'image_reliability: expected one of {RELIABILITIES}, '
                               f'got {self.image_reliability!r}')
-        _check_positive(self, ('camera_timeout_s', 'status_rate_hz', 'worker_join_timeout_s'))
+        _check_positive(self, ('camera_timeout_s', 'status_rate_hz', 'worker_join_timeout_s',
+                               'step_latency_budget_ms'))
         _check_int(self, 'max_steps', 1)
         _check_int(self, 'max_instruction_chars', 1)
         for name in ('use_stamped_cmd_vel', 'autostart'):
@@ -126,5 +129,5 @@ class NodeConfig:
 TUNABLE_FIELDS = frozenset({
     'forward_distance_m', 'turn_angle_deg', 'linear_speed_mps', 'angular_speed_radps',
     'odometry_timeout_s', 'odometry_stale_s', 'camera_timeout_s', 'max_steps',
-    'max_instruction_chars',
+    'max_instruction_chars', 'step_latency_budget_ms',
 })

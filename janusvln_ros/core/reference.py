@@ -36,7 +36,8 @@ from janusvln_ros.core.types import Action, StepResult
 from janusvln_ros.model.checkpoint import CheckpointError, load_checkpoint
 from janusvln_ros.model.janusvln import JanusVLNForNavigation
 from janusvln_ros.model.preprocess import prepare_frame, PreparedFrame
-from janusvln_ros.model.prompt import parse_action_name, PromptBuilder, PromptError
+from janusvln_ros.model.prompt import (ACTION_NAMES, parse_action_name, PromptBuilder,
+                                       PromptError)
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +195,8 @@ class ReferenceEngine:
                           spatial_memory_capacity=self.cache.capacity,
                           semantic_memory_frames=len(selected),
                           semantic_memory_capacity=self.config.num_history + 1,
-                          memory_nbytes=int(self.cache.nbytes))
+                          memory_nbytes=int(self.cache.nbytes),
+                          parsed=text.strip() in ACTION_NAMES)
 
     def close(self) -> None:
         """Drop the model and the memories (frees device memory once no one else holds them)."""

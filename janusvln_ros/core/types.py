@@ -41,6 +41,9 @@ class StepResult:
         semantic_memory_frames: Frames held in the semantic memory after the step.
         semantic_memory_capacity: Capacity of the semantic memory in frames (0 if unbounded).
         memory_nbytes: Bytes held by both memories after the step.
+        parsed: False when the model's output was not an action word and ``action`` is the
+            released fallback (STOP): the episode then ends as STOPPED ("unparseable output"),
+            not as SUCCEEDED.
     """
 
     action: Action
@@ -52,6 +55,7 @@ class StepResult:
     semantic_memory_frames: int = 0
     semantic_memory_capacity: int = 0
     memory_nbytes: int = 0
+    parsed: bool = True
 
     @property
     def total_ms(self) -> float:

@@ -1,190 +1,50 @@
 """The inference worker: one owned thread runs the engine behind a latest-wins frame slot.
 
 Step protocol (house style §3.2): the image callback only stores the newest frame in a
-:class:`LatestSlot`. The :class:`InferenceWorker` thread waits until the previous primitive has
-finished executing, then takes the newest frame that arrived *after* that moment (one frame per
-executed primitive, as the model was trained), runs ``engine.step`` and hands the action to the
-:class:`~janusvln_ros.core.motion.ActionExecutor`. Instructions, preemptions and cancellations
-are queued and applied by the worker between steps, never during one. The worker never touches
-ROS entities: it reports through the ``on_event`` callback, which must only hand data over.
+:class:`~janusvln_ros.core.slot.LatestSlot`. The :class:`InferenceWorker` thread waits until the
+previous primitive has finished executing, then takes the first frame **captured** after that
+moment (by its capture stamp, see :data:`FRAME_STAMP_TOLERANCE_S`; by arrival order when stamps
+are missing or from another clock), runs ``engine.step`` and hands the action to the
+:class:`~janusvln_ros.core.motion.ActionExecutor`: one frame per executed primitive, as the model
+was trained. Instructions, preemptions and cancellations are queued and applied by the worker
+between steps, never during one. The worker never touches ROS entities: it reports through the
+``on_event`` callback, which must only hand data over, and through
+:class:`~janusvln_ros.core.episodes.EpisodeRecords`, which waiters block on.
+
+The names that used to live here (:class:`LatestSlot`, :class:`EpisodeSnapshot`,
+:func:`validate_instruction`...) are re-exported for callers of the old module.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import enum
 import logging
 import threading
 import time
-from typing import Any, Callable, Generic, TypeVar
-import unicodedata
+from typing import Any, Callable
 
+from janusvln_ros.core.episodes import (EpisodeRecords, EpisodeSnapshot, EpisodeState,
+                                        FINAL_STATES, StepRecord, UNPARSEABLE_PREFIX)
 from janusvln_ros.core.errors import InputError
+from janusvln_ros.core.instructions import validate_instruction
 from janusvln_ros.core.motion import ActionExecutor
+from janusvln_ros.core.slot import LatestSlot, SlotItem
 from janusvln_ros.core.timing import RollingStats
 from janusvln_ros.core.types import Action, Engine, StepResult
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar('T')
+__all__ = ['EpisodeRecords', 'EpisodeSnapshot', 'EpisodeState', 'FINAL_STATES',
+           'FRAME_STAMP_TOLERANCE_S', 'InferenceWorker', 'LatestSlot', 'StepRecord',
+           'validate_instruction']
 
-
-class EpisodeState(enum.IntEnum):
-    """Episode states; values match ``janusvln_interfaces/NavigationStatus``."""
-
-    IDLE = 0
-    NAVIGATING = 1
-    SUCCEEDED = 2
-    STOPPED = 3
-    ERROR = 4
-
-
-FINAL_STATES = frozenset({EpisodeState.SUCCEEDED, EpisodeState.STOPPED, EpisodeState.ERROR})
-
-
-@dataclasses.dataclass(frozen=True)
-class EpisodeSnapshot:
-    """What the worker reports about the current (or a finished) episode.
-
-    Attributes:
-        episode_id: 1-based id of the episode (0 before the first instruction).
-        instruction: The episode's instruction.
-        state: Episode state.
-        step: Steps taken in this episode.
-        last_action: Action of the last step (None before the first).
-        raw_output: The model's raw text for the last step.
-        step_latency_ms: Engine wall time of the last step.
-        spatial_memory_frames: Frames in the spatial memory after the last step.
-        spatial_memory_capacity: Capacity of the spatial memory.
-        frame_stamp: Caller's stamp of the frame used by the last step (None before it).
-        message: Human-readable detail (why it stopped, the error...).
-    """
-
-    episode_id: int = 0
-    instruction: str = ''
-    state: EpisodeState = EpisodeState.IDLE
-    step: int = 0
-    last_action: Action | None = None
-    raw_output: str = ''
-    step_latency_ms: float = 0.0
-    spatial_memory_frames: int = 0
-    spatial_memory_capacity: int = 0
-    frame_stamp: Any = None
-    message: str = ''
-
-
-def validate_instruction(text: str | bytes, max_chars: int) -> str:
-    """Check an instruction; return it as ``str`` or raise :class:`InputError` with the reason.
-
-    Args:
-        text: The instruction. ``bytes`` must be valid UTF-8. A ``str`` holding U+FFFD
-            (what rclpy decodes invalid UTF-8 on the wire into) or lone surrogates is rejected.
-        max_chars: Longest accepted length in characters.
-
-    Returns:
-        The instruction, unchanged.
-
-    Raises:
-        InputError: Empty or whitespace only, too long, not valid UTF-8, or control characters.
-    """
-    if isinstance(text, (bytes, bytearray)):
-        try:
-            text = bytes(text).decode('utf-8')
-        except UnicodeDecodeError as exc:
-            raise InputError(f'instruction is not valid UTF-8: {exc.reason} at byte '
-                             f'{exc.start}') from None
-    if not isinstance(text, str):
-        raise InputError(f'instruction: expected text, got {type(text).__name__}')
-    if '\ufffd' in text:
-        raise InputError('instruction is not valid UTF-8 (it holds U+FFFD replacement '
-                         'characters, which is how invalid bytes arrive)')
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
-        raise InputError('instruction is not valid UTF-8 (lone surrogate code points)')
-    if not text.strip():
-        raise InputError('instruction is empty or whitespace only')
-    if len(text) > max_chars:
-        raise InputError(f'instruction is too long: {len(text)} characters, '
-                         f'max_instruction_chars is {max_chars}')
-    bad = [c for c in text if unicodedata.category(c) == 'Cc' and c not in '\t\n\r']
-    if bad:
-        raise InputError(f'instruction holds {len(bad)} control character(s), '
-                         f'e.g. {bad[0]!r}')
-    return text
-
-
-class LatestSlot(Generic[T]):
-    """A one-item, latest-wins mailbox: ``put`` overwrites, readers wait for a newer item.
-
-    Each ``put`` gets a sequence number (1, 2, ...); :meth:`wait_newer` returns the newest item
-    whose sequence number is larger than the caller's mark.
-    """
-
-    def __init__(self) -> None:
-        """Create an empty slot."""
-        self._cond = threading.Condition()
-        self._item: T | None = None
-        self._stamp: Any = None
-        self._seq = 0
-        self._taken_seq = 0
-        self._overwritten = 0
-
-    def put(self, item: T, stamp: Any = None) -> int:
-        """Store ``item`` (dropping any older one); returns its sequence number."""
-        with self._cond:
-            if self._seq > self._taken_seq and self._item is not None:
-                self._overwritten += 1
-            self._item = item
-            self._stamp = stamp
-            self._seq += 1
-            self._cond.notify_all()
-            return self._seq
-
-    @property
-    def seq(self) -> int:
-        """Sequence number of the newest item (0 when nothing was put)."""
-        with self._cond:
-            return self._seq
-
-    @property
-    def overwritten(self) -> int:
-        """Items replaced before anyone took them (dropped frames)."""
-        with self._cond:
-            return self._overwritten
-
-    def __len__(self) -> int:
-        """Number of items held: 0 or 1 (the slot never queues)."""
-        with self._cond:
-            return 0 if self._item is None else 1
-
-    def wait_newer(self, mark: int, timeout: float | None = None) -> tuple[int, T, Any] | None:
-        """Wait for an item with sequence number > ``mark``; None on timeout.
-
-        Returns:
-            ``(seq, item, stamp)`` of the newest item.
-        """
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._seq > mark and self._item is not None,
-                                       timeout):
-                return None
-            self._taken_seq = self._seq
-            return self._seq, self._item, self._stamp
-
-    def clear(self) -> None:
-        """Drop the held item (the sequence number keeps counting)."""
-        with self._cond:
-            self._item = None
-            self._stamp = None
-
-
-@dataclasses.dataclass(frozen=True)
-class StepRecord:
-    """One step of an episode (for per-step feedback)."""
-
-    episode_id: int
-    step: int
-    action: Action
-    latency_ms: float
+# A frame counts as captured after the primitive ended if its stamp is at most this much older
+# than the end (control-tick granularity and camera exposure; one 20 Hz control period).
+FRAME_STAMP_TOLERANCE_S = 0.05
+# Stamps further than this from the worker's clock are taken to be from another clock (a bag,
+# an unsynchronised camera host): the worker then falls back to arrival order, with a warning.
+FOREIGN_CLOCK_S = 10.0
+STAMP_WARN_PERIOD_S = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,18 +61,21 @@ class InferenceWorker:
 
     Args:
         engine: The engine (used only from the worker thread once started).
-        slot: Where the image callback puts ``(H, W, 3)`` uint8 RGB frames.
-        motion: Executes the chosen actions.
+        slot: Where the image callback puts ``(H, W, 3)`` uint8 RGB frames with their capture
+            time (``capture_s``) on ``clock``.
+        motion: Executes the chosen actions (it must be driven on the same clock as ``clock``).
         max_steps: Episode step cap (the episode ends as STOPPED).
         on_event: Called from the worker thread with a snapshot after each step or change of
             episode state; it must return quickly and touch no ROS entity.
         poll_s: How often blocking waits re-check for stop and pending commands.
+        clock: Current time in seconds, the clock of the frames' ``capture_s`` (the node's ROS
+            clock).
     """
 
     def __init__(self, engine: Engine, slot: LatestSlot, motion: ActionExecutor,
                  max_steps: int = 400,
                  on_event: Callable[[EpisodeSnapshot], None] | None = None,
-                 poll_s: float = 0.05) -> None:
+                 poll_s: float = 0.05, clock: Callable[[], float] = time.monotonic) -> None:
         """Create a stopped worker."""
         self._engine = engine
         self._slot = slot
@@ -220,23 +83,32 @@ class InferenceWorker:
         self._max_steps = int(max_steps)
         self._on_event = on_event
         self._poll_s = poll_s
+        self._clock = clock
         self._lock = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pending: _Pending | None = None
         self._next_episode = 1
         self._snap = EpisodeSnapshot()
-        self._history: list[StepRecord] = []
-        self._finals: collections.OrderedDict[int, EpisodeSnapshot] = collections.OrderedDict()
+        self.records = EpisodeRecords()
         self._frame_mark = 0
+        self._after_s: float | None = None     # frames must be captured after this time
         self._mark_after_idle = False
         self._in_step = False
+        self._step_started = 0.0
+        self._last_stamp_warning = -1e9
         self.step_stats = RollingStats(200)
         self.steps_total = 0
+        self.unparseable_total = 0
+        self.stale_frames_skipped = 0
 
     # ----------------------------------------------------------------- control (any thread)
     def start(self) -> None:
-        """Start the worker thread."""
+        """Start the worker thread.
+
+        Raises:
+            RuntimeError: The thread is still running (e.g. stuck inside ``engine.step``).
+        """
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError('worker already running')
         self._stop.clear()
@@ -244,13 +116,19 @@ class InferenceWorker:
         self._thread.start()
 
     def stop(self, reason: str = 'worker stopped') -> None:
-        """Ask the thread to stop, end a running episode as STOPPED and stop the motion."""
+        """Ask the thread to stop, end running and queued episodes as STOPPED, stop the motion."""
         self._stop.set()
         with self._lock:
+            pending = self._pending
             self._pending = None
             self._lock.notify_all()
         self._motion.stop(reason)
+        if pending is not None and pending.kind == 'instruction':
+            self.records.finish(EpisodeSnapshot(
+                episode_id=pending.episode_id, instruction=pending.text,
+                state=EpisodeState.STOPPED, message=reason))
         self._finish_current(EpisodeState.STOPPED, reason)
+        self.records.notify()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread to end; returns False if it is still running (a long step)."""
@@ -269,6 +147,17 @@ class InferenceWorker:
         """True while ``engine.step`` runs."""
         with self._lock:
             return self._in_step
+
+    @property
+    def step_running_s(self) -> float:
+        """Seconds the current ``engine.step`` has been running (0 when none runs)."""
+        with self._lock:
+            return time.monotonic() - self._step_started if self._in_step else 0.0
+
+    @property
+    def engine(self) -> Engine:
+        """The engine this worker drives."""
+        return self._engine
 
     def set_max_steps(self, max_steps: int) -> None:
         """Change the step cap (applies to the running episode too)."""
@@ -305,30 +194,59 @@ class InferenceWorker:
             self._pending = _Pending('instruction', episode_id, instruction, reset_memory)
             self._lock.notify_all()
         if superseded is not None and superseded.kind == 'instruction':
-            self._record_final(EpisodeSnapshot(
+            self.records.finish(EpisodeSnapshot(
                 episode_id=superseded.episode_id, instruction=superseded.text,
                 state=EpisodeState.STOPPED, message=f'preempted by episode {episode_id}'))
         self._motion.stop(f'preempted by episode {episode_id}')
         return episode_id
 
-    def cancel(self, reason: str = 'cancelled') -> bool:
-        """Cancel the running or queued episode; returns False if there was none."""
+    def cancel(self, reason: str = 'cancelled', episode_id: int | None = None) -> bool:
+        """Cancel an episode, queued (submitted, not yet applied) or running.
+
+        Args:
+            reason: The cancelled episode's final message.
+            episode_id: The episode to cancel; None cancels the queued and the running one.
+
+        Returns:
+            False if there was nothing to cancel (no such episode queued or running).
+        """
+        with self._lock:
+            pending, snap = self._pending, self._snap
+            running = snap.state == EpisodeState.NAVIGATING
+            queued = pending if pending is not None and pending.kind == 'instruction' else None
+            if episode_id is not None and queued is not None \
+                    and queued.episode_id != episode_id:
+                queued = None
+            cancel_running = running and (episode_id is None or snap.episode_id == episode_id)
+            if queued is None and not cancel_running:
+                return False
+            if queued is not None:
+                # the running episode was stopped when this one was queued: it ends too
+                self._pending = None
+                if running and not cancel_running:
+                    self._pending = _Pending('cancel', snap.episode_id,
+                                             reason=f'preempted by episode {queued.episode_id}')
+            # (a running episode behind a queued instruction ends as preempted by it)
+            if cancel_running and (self._pending is None or self._pending.kind == 'cancel'):
+                self._pending = _Pending('cancel', snap.episode_id, reason=reason)
+            self._lock.notify_all()
+        self._motion.stop(reason)
+        if queued is not None:
+            self.records.finish(EpisodeSnapshot(
+                episode_id=queued.episode_id, instruction=queued.text,
+                state=EpisodeState.STOPPED, message=reason))
+            logger.info('queued episode %d cancelled before it started (%s)',
+                        queued.episode_id, reason)
+        return True
+
+    def abort(self, message: str) -> None:
+        """End the running episode as ERROR now (an unexpected fault outside the worker)."""
         with self._lock:
             pending = self._pending
-            running = self._snap.state == EpisodeState.NAVIGATING
-            if pending is None and not running:
-                return False
-            if pending is not None and pending.kind == 'instruction':
+            if pending is not None and pending.kind == 'cancel':
                 self._pending = None
-            if running:
-                self._pending = _Pending('cancel', reason=reason)
-            self._lock.notify_all()
-        if pending is not None and pending.kind == 'instruction':
-            self._record_final(EpisodeSnapshot(
-                episode_id=pending.episode_id, instruction=pending.text,
-                state=EpisodeState.STOPPED, message=reason))
-        self._motion.stop(reason)
-        return True
+        self._motion.stop(message)
+        self._finish_current(EpisodeState.ERROR, message)
 
     def snapshot(self) -> EpisodeSnapshot:
         """The current episode's state."""
@@ -337,15 +255,15 @@ class InferenceWorker:
 
     def final(self, episode_id: int) -> EpisodeSnapshot | None:
         """The final snapshot of an ended (or superseded) episode, else None."""
-        with self._lock:
-            return self._finals.get(episode_id)
+        return self.records.final(episode_id)
 
     def history(self, episode_id: int, start: int = 0) -> list[StepRecord]:
         """Step records of ``episode_id`` from index ``start`` (empty if not current)."""
-        with self._lock:
-            if self._snap.episode_id != episode_id:
-                return []
-            return self._history[start:]
+        return self.records.history(episode_id, start)
+
+    def wait_change(self, version: int, timeout: float | None = None) -> int:
+        """Block until the episode records change after ``version``; return the new version."""
+        return self.records.wait_change(version, timeout)
 
     # ----------------------------------------------------------------- worker thread
     def _run(self) -> None:
@@ -372,19 +290,25 @@ class InferenceWorker:
             return
         if self._mark_after_idle:
             self._frame_mark = self._slot.seq
+            end = self._motion.last_end_s
+            self._after_s = end if end is not None else self._clock()
             self._mark_after_idle = False
-        item = self._slot.wait_newer(self._frame_mark, self._poll_s)
+        item = self._slot.take_newer(self._frame_mark, self._poll_s)
         if item is None or self._stop.is_set():
             return
-        seq, frame, stamp = item
+        if not self._captured_after(item):
+            self._frame_mark = item.seq        # taken mid-motion: wait for a later one
+            self.stale_frames_skipped += 1
+            return
         with self._lock:
             if self._pending is not None or self._snap.state != EpisodeState.NAVIGATING:
                 return
             episode_id = self._snap.episode_id
             self._in_step = True
-        self._frame_mark = seq
+            self._step_started = time.monotonic()
+        self._frame_mark = item.seq
         try:
-            result = self._engine.step(frame)
+            result = self._engine.step(item.item)
         except Exception as exc:  # noqa: BLE001 - any engine failure ends the episode
             logger.error('engine step failed in episode %d: %s', episode_id, exc)
             with self._lock:
@@ -396,11 +320,30 @@ class InferenceWorker:
         finally:
             with self._lock:
                 self._in_step = False
-        self._handle_result(episode_id, result, stamp)
+        self._handle_result(episode_id, result, item.stamp)
+
+    def _captured_after(self, item: SlotItem) -> bool:
+        """Whether ``item`` may be used for the next step (captured after the primitive)."""
+        after = self._after_s
+        if after is None:
+            return True
+        capture = item.capture_s
+        now = self._clock()
+        if capture is None or abs(capture - now) > FOREIGN_CLOCK_S:
+            t = time.monotonic()
+            if t - self._last_stamp_warning >= STAMP_WARN_PERIOD_S:
+                self._last_stamp_warning = t
+                why = ('has no capture stamp' if capture is None else
+                       f'is stamped {capture - now:+.1f} s from this clock (another clock?)')
+                logger.warning('frame %s: using arrival order, so a frame taken during the '
+                               'last primitive may be used', why)
+            return True
+        return capture >= after - FRAME_STAMP_TOLERANCE_S
 
     def _handle_result(self, episode_id: int, result: StepResult, stamp: Any) -> None:
         self.step_stats.add(result.total_ms)
         self.steps_total += 1
+        fallback = result.action == Action.STOP and not getattr(result, 'parsed', True)
         with self._lock:
             snap = self._snap
             if self._pending is not None or snap.episode_id != episode_id \
@@ -410,7 +353,12 @@ class InferenceWorker:
                 return
             steps = snap.step + 1
             state, message = EpisodeState.NAVIGATING, ''
-            if result.action == Action.STOP:
+            if fallback:
+                self.unparseable_total += 1
+                state = EpisodeState.STOPPED
+                message = (f'{UNPARSEABLE_PREFIX} {result.raw_output[:80]!r}: stopped by the '
+                           f'STOP fallback ({self.unparseable_total} unparseable so far)')
+            elif result.action == Action.STOP:
                 state, message = EpisodeState.SUCCEEDED, 'the model said STOP'
             elif steps >= self._max_steps:
                 state, message = EpisodeState.STOPPED, f'max_steps ({self._max_steps}) reached'
@@ -420,15 +368,17 @@ class InferenceWorker:
                 spatial_memory_frames=result.spatial_memory_frames,
                 spatial_memory_capacity=result.spatial_memory_capacity,
                 frame_stamp=stamp, message=message)
-            self._history.append(StepRecord(episode_id, steps, result.action, result.total_ms))
+            self.records.add_step(StepRecord(episode_id, steps, result.action, result.total_ms))
             if state == EpisodeState.NAVIGATING:
                 self._motion.execute(result.action)
                 self._mark_after_idle = True
             else:
-                self._remember_final_locked(self._snap)
+                self.records.finish(self._snap)
             snap = self._snap
         logger.debug('episode %d step %d: %s (%.1f ms)', episode_id, steps,
                      result.action.name, result.total_ms)
+        if fallback:
+            logger.warning('episode %d: %s', episode_id, message)
         if state != EpisodeState.NAVIGATING:
             logger.info('episode %d ended: %s after %d steps (%s)', episode_id, state.name,
                         steps, message)
@@ -442,7 +392,8 @@ class InferenceWorker:
             return False
         if pending.kind == 'cancel':
             self._motion.stop(pending.reason)
-            self._finish_current(EpisodeState.STOPPED, pending.reason)
+            self._finish_current(EpisodeState.STOPPED, pending.reason,
+                                 only_episode=pending.episode_id or None)
             return True
         self._finish_current(EpisodeState.STOPPED,
                              f'preempted by episode {pending.episode_id}')
@@ -458,16 +409,17 @@ class InferenceWorker:
                                    state=EpisodeState.ERROR, message=f'engine error: {exc}')
             with self._lock:
                 self._snap = snap
-                self._history = []
-                self._remember_final_locked(snap)
+            self.records.start(pending.episode_id)
+            self.records.finish(snap)
             self._emit(snap)
             return True
         snap = EpisodeSnapshot(episode_id=pending.episode_id, instruction=pending.text,
                                state=EpisodeState.NAVIGATING, message='started')
         with self._lock:
             self._snap = snap
-            self._history = []
+            self.records.start(pending.episode_id)
             self._frame_mark = self._slot.seq
+            self._after_s = self._motion.last_end_s    # when the preempted primitive stopped
             self._mark_after_idle = False
         logger.info('episode %d started: %r', pending.episode_id, pending.text[:80])
         self._emit(snap)
@@ -482,19 +434,10 @@ class InferenceWorker:
             if only_episode is not None and snap.episode_id != only_episode:
                 return
             self._snap = dataclasses.replace(snap, state=state, message=message)
-            self._remember_final_locked(self._snap)
+            self.records.finish(self._snap)
             snap = self._snap
         logger.info('episode %d ended: %s (%s)', snap.episode_id, state.name, message)
         self._emit(snap)
-
-    def _record_final(self, snap: EpisodeSnapshot) -> None:
-        with self._lock:
-            self._remember_final_locked(snap)
-
-    def _remember_final_locked(self, snap: EpisodeSnapshot) -> None:
-        self._finals[snap.episode_id] = snap
-        while len(self._finals) > 64:
-            self._finals.popitem(last=False)
 
     def _emit(self, snap: EpisodeSnapshot) -> None:
         if self._on_event is not None:
@@ -502,13 +445,3 @@ class InferenceWorker:
                 self._on_event(snap)
             except Exception:  # noqa: BLE001
                 logger.exception('on_event callback failed')
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, poll_s: float = 0.01) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll_s)
-    return bool(predicate())

@@ -2,7 +2,10 @@
 
 The image converter works on any object with the ``sensor_msgs/Image`` fields (rclpy messages,
 rosbags messages), honours ``step`` row padding and rejects what it cannot convert with an
-:class:`~janusvln_ros.core.errors.InputError` saying what was expected and what was got. On a
+:class:`~janusvln_ros.core.errors.InputError` saying what was expected and what was got. Before
+anything is allocated it also bounds the aspect ratio (:data:`MAX_ASPECT_RATIO`): the engine
+resizes every frame to a fixed width, so a tall, thin frame that is tiny in bytes would otherwise
+become gigabytes after the resize. On a
 real ROS install where ``cv_bridge`` imports, it does the colour conversion after the same
 checks; otherwise the project's own converter does (ros2-env.md §5).
 """
@@ -18,8 +21,8 @@ from janusvln_interfaces.msg import NavigationStatus
 import numpy as np
 from sensor_msgs.msg import Image
 
+from janusvln_ros.core.episodes import EpisodeSnapshot
 from janusvln_ros.core.errors import InputError
-from janusvln_ros.core.worker import EpisodeSnapshot
 
 try:  # only on a real ROS install; never required
     from cv_bridge import CvBridge  # type: ignore[import-not-found]
@@ -30,6 +33,10 @@ except Exception:  # noqa: BLE001 - ImportError, or a broken binary module
 # Accepted encodings -> channels (all 8-bit).
 ACCEPTED_ENCODINGS = {'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1}
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
+# Longest side / shortest side. The engine resizes to a fixed width W (644 for the released
+# checkpoints), so a frame of height/width r becomes r * W * W pixels: with this bound at most
+# 4 * 644 * 644 * 3 bytes = 5 MB of uint8 (20 MB as float32), whatever the message says.
+MAX_ASPECT_RATIO = 4.0
 
 
 def check_image(msg: Any) -> tuple[int, int, int, int]:
@@ -51,6 +58,11 @@ def check_image(msg: Any) -> tuple[int, int, int, int]:
     if step < row:
         raise InputError(f'image step {step} is smaller than width*channels = {row} '
                          f'({encoding}, width {width})')
+    ratio = max(height, width) / min(height, width)
+    if ratio > MAX_ASPECT_RATIO:
+        raise InputError(f'image aspect ratio {width}x{height} is too extreme ({ratio:.1f}:1, at '
+                         f'most {MAX_ASPECT_RATIO:g}:1): resizing it to the model width would '
+                         'need an unbounded amount of memory')
     if step * height > MAX_IMAGE_BYTES:
         raise InputError(f'image is too large: {step * height} bytes')
     size = len(msg.data)
@@ -143,6 +155,14 @@ def rgb_to_image(rgb: np.ndarray, encoding: str = 'rgb8', stamp: Time | None = N
     msg.step = width * channels + step_padding
     msg.data = np.ascontiguousarray(rows).tobytes()
     return msg
+
+
+def stamp_seconds(stamp: Any) -> float | None:
+    """A ``builtin_interfaces/Time`` in seconds; None for the zero stamp ("not stamped")."""
+    sec, nanosec = int(stamp.sec), int(stamp.nanosec)
+    if sec == 0 and nanosec == 0:
+        return None
+    return sec + nanosec * 1e-9
 
 
 def make_cmd_vel(linear: float, angular: float, stamped: bool, stamp: Time | None = None,

@@ -3,7 +3,7 @@
 import time
 
 from action_msgs.msg import GoalStatus
-from janus_ros_testutil import NodeProcess, wait_until
+from janus_ros_testutil import Driver, NodeProcess, wait_until
 from janusvln_interfaces.action import Navigate
 from janusvln_interfaces.msg import NavigationStatus as NS
 from lifecycle_msgs.msg import Transition as T
@@ -33,8 +33,32 @@ def node_factory(tmp_path):
         assert rc == 0, n.log()[-3000:]
 
 
+@pytest.fixture
+def ns_driver(ros_context):
+    """Drivers in their own namespace: a node of an earlier test can never answer them."""
+    made = []
+
+    def make(ns):
+        made.append(Driver(namespace=ns, name=f'driver_{ns}'))
+        return made[-1]
+    yield make
+    for d in made:
+        d.close()
+
+
+def is_zero(m):
+    """A full stop: every linear and angular component is zero."""
+    return (m.linear.x, m.linear.y, m.linear.z,
+            m.angular.x, m.angular.y, m.angular.z) == (0.0,) * 6
+
+
 def nonzero(cmds):
-    return [m for _, m in cmds if m.linear.x != 0.0 or m.angular.z != 0.0]
+    return [m for _, m in cmds if not is_zero(m)]
+
+
+def outside_zero(driver, timeout=3.0):
+    """The last Twist the driver received becomes zero, linear and angular."""
+    return wait_until(lambda: bool(driver.cmds) and is_zero(driver.cmds[-1][1]), timeout)
 
 
 def test_instruction_navigates_moves_forward_and_stops(driver, node_factory):
@@ -48,7 +72,7 @@ def test_instruction_navigates_moves_forward_and_stops(driver, node_factory):
     moving = nonzero(driver.cmds)
     assert moving[0].linear.x == pytest.approx(1.25) and moving[0].angular.z == 0.0
     assert any(m.angular.z == pytest.approx(2.5) for m in moving)     # TURN_LEFT
-    assert wait_until(lambda: driver.cmds[-1][1].linear.x == 0.0, 2.0)
+    assert outside_zero(driver, 2.0)
     steps = {s.step: s for s in driver.status if s.episode_id == 1 and s.step > 0}
     steps = [steps[k] for k in sorted(steps)]          # status also repeats at 1 Hz
     assert [s.last_action for s in steps] == [NS.ACTION_MOVE_FORWARD, NS.ACTION_TURN_LEFT,
@@ -66,8 +90,8 @@ def test_camera_stop_gives_zero_twist_within_timeout(driver, node_factory):
     time.sleep(0.3)
     driver.stop_camera()
     t_stop = time.monotonic()
-    assert wait_until(lambda: driver.cmds[-1][1].linear.x == 0.0, 3.0)
-    zero_t = next(t for t, m in driver.cmds if t > t_stop and m.linear.x == 0.0)
+    assert outside_zero(driver, 3.0)
+    zero_t = next(t for t, m in driver.cmds if t > t_stop and is_zero(m))
     # camera_timeout_s + one control period (+ transport slack on a loaded machine)
     assert zero_t - t_stop <= 0.5 + 0.05 + 0.25, zero_t - t_stop
     assert driver.wait_status(lambda s: 'camera timeout' in s.message, 3)
@@ -118,7 +142,7 @@ def test_bad_inputs_leave_node_alive_and_robot_stopped(driver, node_factory):
     for _ in range(20):
         driver.image_pub.publish(_image('yuv422'))
         time.sleep(0.03)
-    assert wait_until(lambda: driver.cmds[-1][1].linear.x == 0.0, 3.0)
+    assert outside_zero(driver, 3.0)
     n = len(driver.cmds)
     time.sleep(0.4)
     assert not nonzero(driver.cmds[n:])
@@ -172,7 +196,7 @@ def test_engine_error_stops_and_next_instruction_recovers(driver, node_factory):
     assert driver.instruct('one').accepted
     err = driver.wait_status(lambda s: s.state == NS.ERROR, 10)
     assert err and 'fault' in err.message and err.episode_id == 1
-    assert wait_until(lambda: driver.cmds and driver.cmds[-1][1].linear.x == 0.0, 2)
+    assert outside_zero(driver, 2.0)
     assert node.alive()
     assert driver.instruct('two').accepted
     assert driver.wait_status(lambda s: s.episode_id == 2 and s.step == 1
@@ -219,8 +243,7 @@ def test_navigate_action_feedback_result_and_cancel(driver, node_factory):
     assert res_fut.result().status == GoalStatus.STATUS_CANCELED
     assert res_fut.result().result.final_state == NS.STOPPED
     assert driver.wait_status(lambda s: s.state == NS.STOPPED and 'cancel' in s.message, 5)
-    assert wait_until(lambda: driver.cmds[-1][1].linear.x == 0.0
-                      and driver.cmds[-1][1].angular.z == 0.0, 2)
+    assert outside_zero(driver, 2.0)
 
 
 def test_lifecycle_transitions(driver, node_factory):
@@ -236,7 +259,7 @@ def test_lifecycle_transitions(driver, node_factory):
     assert driver.instruct('go').accepted
     assert wait_until(lambda: nonzero(driver.cmds), 10)
     assert driver.transition(T.TRANSITION_DEACTIVATE) and driver.state() == 'inactive'
-    assert wait_until(lambda: driver.cmds[-1][1].linear.x == 0.0, 2)   # zero on deactivate
+    assert outside_zero(driver, 2.0)                       # zero on deactivate
     assert driver.wait_status(lambda s: s.state == NS.STOPPED and 'deactivated' in s.message, 3)
     n = len(driver.cmds)
     time.sleep(0.3)
@@ -282,7 +305,101 @@ def test_real_tiny_engine_instruction_to_cmd_vel(driver, node_factory, tiny_chec
     steps = {s.step: s for s in driver.status if s.episode_id == 1 and s.step}
     assert steps and all(s.step_latency_ms > 0 for s in steps.values())
     assert all(s.spatial_memory_frames >= 1 for s in steps.values())
-    moves = [s for s in steps.values() if s.last_action != NS.ACTION_STOP]
-    if moves:    # every non-STOP action of the model produced a non-zero command
-        assert nonzero(driver.cmds)
-    assert driver.cmds[-1][1].linear.x == 0.0 if driver.cmds else True
+    # an executed (non-final) non-STOP step gives a non-zero command, and only such a step does
+    moves = [s for s in steps.values()
+             if s.last_action != NS.ACTION_STOP and s.state == NS.NAVIGATING]
+    assert bool(moves) == bool(nonzero(driver.cmds)), (len(moves), len(driver.cmds))
+    assert outside_zero(driver)         # the episode's end publishes a zero Twist
+
+
+def _vm_mib(pid, key):
+    with open(f'/proc/{pid}/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key)) / 1024
+
+
+def test_extreme_aspect_ratio_image_is_rejected_before_any_resize(ns_driver, node_factory):
+    """Issue 15 item 8: a 3.2 kB image of 8x400 px would become 644x32200 px in the resize."""
+    node = node_factory(dict(FAST, engine='tiny_engines_for_tests:ResizingEngine',
+                             script='MOVE_FORWARD'), extra=['-r', '__ns:=/aspect'])
+    driver = ns_driver('aspect')
+    driver.start_camera(30)
+    assert driver.instruct('go').accepted
+    assert driver.wait_status(lambda s: s.step >= 3, 20)      # frames go through the resize
+    driver.stop_camera()
+    timed_out = driver.wait_status(lambda s: 'camera timeout' in s.message, 10)
+    assert timed_out is not None                              # the worker now waits for a frame
+    assert outside_zero(driver)
+    base = _vm_mib(node.proc.pid, 'VmHWM')
+    driver.status.clear()
+    thin = rgb_to_image(np.full((400, 8, 3), 9, np.uint8), 'mono8')
+    assert len(thin.data) == 3200
+    seen = None
+    for _ in range(5):                       # best-effort image QoS: resend until it is seen
+        driver.image_pub.publish(thin)
+        seen = driver.wait_status(lambda s: 'image rejected' in s.message
+                                  or s.step > timed_out.step, 3)
+        if seen is not None:
+            break
+    peak = _vm_mib(node.proc.pid, 'VmHWM')
+    assert peak - base < 100, f'peak memory grew {base:.0f} -> {peak:.0f} MiB'
+    assert seen is not None and 'aspect ratio' in seen.message, seen
+    assert seen.step == timed_out.step                        # no step ran on it
+    assert outside_zero(driver) and node.alive()
+
+
+LONG_FORWARD = dict(FAST, script='MOVE_FORWARD', forward_distance_m=5.0, linear_speed_mps=0.5,
+                    control_rate_hz=100.0)                  # a 10 s primitive, 100 Hz ticks
+
+
+def _stays_zero(driver, settle=0.3):
+    """The last Twist is zero and nothing non-zero follows within ``settle`` seconds."""
+    assert outside_zero(driver, 5.0), [m for _, m in driver.cmds[-3:]]
+    n = len(driver.cmds)
+    time.sleep(settle)                  # a negative check: nothing may move the robot now
+    assert not nonzero(driver.cmds[n:])
+    assert is_zero(driver.cmds[-1][1])
+
+
+@pytest.mark.timeout(240)
+def test_last_twist_is_zero_after_cancel_deactivate_and_active_shutdown(ns_driver,
+                                                                        node_factory):
+    """Issue 15 items 2 and 14: stop while moving, three ways, several times each."""
+    node_factory(LONG_FORWARD, extra=['-r', '__ns:=/hammer'])
+    driver = ns_driver('hammer')
+    assert wait_until(lambda: driver.set_instruction.service_is_ready(), 15)
+    driver.start_camera(30)
+    for i in range(3):
+        assert driver.instruct(f'go {i}').accepted
+        assert wait_until(lambda: nonzero(driver.cmds[-1:]), 10)
+        assert driver.call(driver.cancel, Trigger.Request()).success
+        _stays_zero(driver)
+        assert driver.instruct(f'again {i}').accepted
+        assert wait_until(lambda: nonzero(driver.cmds[-1:]), 10)
+        assert driver.transition(T.TRANSITION_DEACTIVATE)
+        _stays_zero(driver)
+        assert driver.transition(T.TRANSITION_ACTIVATE)
+    assert driver.instruct('last').accepted
+    assert wait_until(lambda: nonzero(driver.cmds[-1:]), 10)
+    assert driver.transition(T.TRANSITION_ACTIVE_SHUTDOWN)
+    assert driver.state() == 'finalized'
+    _stays_zero(driver)
+
+
+@pytest.mark.timeout(240)
+def test_last_twist_is_zero_after_sigint_while_moving(ns_driver, tmp_path):
+    """Issue 15 items 2 and 14: SIGINT while a primitive runs, three times."""
+    for i in range(3):
+        node = NodeProcess(tmp_path, LONG_FORWARD, extra=['-r', f'__ns:=/sigint{i}'],
+                           name=f'sigint{i}')
+        driver = ns_driver(f'sigint{i}')
+        try:
+            assert wait_until(lambda: driver.set_instruction.service_is_ready(), 15)
+            driver.start_camera(30)
+            assert driver.instruct('go').accepted
+            assert wait_until(lambda: nonzero(driver.cmds[-1:]), 10), node.log()[-2000:]
+            assert node.sigint() == 0, node.log()[-3000:]
+            driver.stop_camera()
+            _stays_zero(driver)
+            assert 'node shutting down' in node.log()
+        finally:
+            node.kill()

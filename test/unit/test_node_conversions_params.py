@@ -58,10 +58,60 @@ def test_manual_layouts_and_mono():
     (fake('rgb8', 2, 2, 5, b'\0' * 10), 'smaller than width'),
     (fake('rgb8', 2, 2, 6, b'\0' * 11), 'truncated'),
     (fake('rgb8', 2, 2, 6, b'\0' * 13), 'size mismatch'),
+    (fake('mono8', 400, 8, 8, b'\0' * 3200), 'aspect ratio'),      # 3.2 kB, 50:1
+    (fake('mono8', 1, 5, 5, b'\0' * 5), 'aspect ratio'),           # 1:5, too wide
 ])
 def test_rejections(msg, reason):
     with pytest.raises(InputError, match=reason):
         image_to_rgb(msg)
+
+
+def test_aspect_ratio_bound_and_its_edge():
+    """Issue 15 item 8: the bound is checked on the header, before the data is touched."""
+    limit = conversions.MAX_ASPECT_RATIO
+    assert limit == 4.0
+    ok = image_to_rgb(fake('mono8', 4, 1, 1, b'\0' * 4))          # exactly 4:1 passes
+    assert ok.shape == (4, 1, 3)
+
+    class Untouchable(bytes):
+        def __len__(self):
+            raise AssertionError('the data was read before the aspect check')
+    with pytest.raises(InputError, match='aspect ratio'):
+        image_to_rgb(fake('rgb8', 100000, 1, 3, Untouchable()))
+
+
+def test_stamp_seconds():
+    assert conversions.stamp_seconds(types.SimpleNamespace(sec=0, nanosec=0)) is None
+    assert conversions.stamp_seconds(types.SimpleNamespace(sec=3, nanosec=500000000)) == 3.5
+
+
+def test_cv_bridge_branch_when_a_bridge_is_present(monkeypatch):
+    """Issue 15 item 14: the cv_bridge branch runs after the same checks, output contiguous."""
+    calls = []
+
+    class FakeBridge:
+        def imgmsg_to_cv2(self, msg, desired_encoding):
+            calls.append(desired_encoding)
+            return np.asfortranarray(np.zeros((msg.height, msg.width, 3), np.uint8))
+    monkeypatch.setattr(conversions, '_BRIDGE', FakeBridge())
+    out = image_to_rgb(rgb_to_image(np.ones((3, 5, 3), np.uint8), 'bgr8'))
+    assert calls == ['rgb8'] and out.shape == (3, 5, 3) and out.flags.c_contiguous
+    with pytest.raises(InputError, match='not supported'):       # checks still come first
+        image_to_rgb(fake('yuv422', 2, 2, 4, b'\0' * 8))
+    assert calls == ['rgb8']
+
+
+def test_real_cv_bridge_or_the_fallback_converts_bgr():
+    """With cv_bridge importable the real bridge converts; without it, the fallback does."""
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    out = image_to_rgb(rgb_to_image(rgb, 'bgr8', step_padding=2))
+    assert np.array_equal(out, rgb)
+    try:
+        import cv_bridge  # noqa: F401
+    except Exception:  # noqa: BLE001 - absent from the PyPI install
+        assert conversions._BRIDGE is None          # the project's converter was used
+    else:
+        assert conversions._BRIDGE is not None      # the real bridge was used
 
 
 def test_status_and_cmd_vel_conversions():
@@ -122,3 +172,57 @@ print(len(names))
                          timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr[-3000:]
     assert int(out.stdout.strip()) >= 8
+
+
+def test_package_xml_declares_every_ros_package_the_code_imports():
+    """Issue 15: package.xml lists each ROS package imported under janusvln_ros/."""
+    import ast
+    import xml.etree.ElementTree as ET
+    declared = {e.text for e in ET.parse(REPO / 'package.xml').getroot()
+                if e.tag in ('depend', 'exec_depend', 'build_depend')}
+    ros_names = {'rclpy', 'builtin_interfaces', 'rcl_interfaces', 'ament_index_python',
+                 'launch', 'launch_ros', 'rosidl_runtime_py'}
+    imported = set()
+    for path in (REPO / 'janusvln_ros').rglob('*.py'):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.module
+                     and node.level == 0 else [])
+            for name in names:
+                root = name.split('.')[0]
+                if root in ros_names or root.endswith(('_msgs', '_srvs', '_interfaces')):
+                    imported.add(root)
+    assert {'rclpy', 'diagnostic_msgs', 'rcl_interfaces', 'builtin_interfaces'} <= imported
+    assert imported <= declared, sorted(imported - declared)
+    assert 'action_msgs' in declared       # rclpy.action's goal status and cancel types
+    assert {'python3-numpy', 'python3-torch', 'python3-yaml'} <= declared
+    reqs = (REPO / 'requirements.txt').read_text()
+    assert 'ros-jazzy-diagnostic-msgs==' in reqs
+
+
+def test_diagnostics_levels_and_values():
+    from diagnostic_msgs.msg import DiagnosticStatus as DS
+    from janusvln_ros.core.episodes import EpisodeSnapshot, EpisodeState
+    from janusvln_ros.ros.diagnostics import health_to_diagnostics, NodeHealth
+    base = NodeHealth(lifecycle_state='active', snapshot=EpisodeSnapshot(
+        episode_id=2, state=EpisodeState.NAVIGATING, step=3, spatial_memory_frames=3,
+        spatial_memory_capacity=56), step_p50_ms=80.0, step_p95_ms=120.0,
+        step_budget_ms=1000.0, steps_total=9, frames_received=40, frames_dropped=30,
+        frames_rejected=1, frames_stale=2, camera_age_s=0.03, camera_timed_out=False,
+        unparseable_outputs=0, callback_errors=0, clock_jumps=0)
+
+    def level(**change):
+        st = health_to_diagnostics(dataclasses.replace(base, **change), '/janusvln').status[0]
+        return st.level, st.message, {kv.key: kv.value for kv in st.values}
+    lv, _, values = level()
+    assert lv == DS.OK and values['spatial_memory_fill'] == '3/56'
+    assert values['frames_dropped'] == '30' and values['camera_age_s'] == '0.03'
+    assert level(step_p95_ms=1500.0)[0] == DS.WARN
+    assert level(step_p95_ms=float('nan'), camera_age_s=None)[2]['camera_age_s'] == 'never'
+    assert level(step_p95_ms=float('nan'))[0] == DS.OK
+    assert level(camera_timed_out=True)[:2] == (DS.WARN, 'camera timeout: robot stopped')
+    assert level(unparseable_outputs=2)[0] == DS.WARN
+    assert level(callback_errors=1)[0] == DS.ERROR
+    assert level(worker_stuck_s=12.0)[0] == DS.ERROR
+    err = EpisodeSnapshot(episode_id=2, state=EpisodeState.ERROR, message='engine error: x')
+    assert level(snapshot=err)[:2] == (DS.ERROR, 'episode 2 error: engine error: x')

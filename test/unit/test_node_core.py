@@ -13,9 +13,19 @@ from janusvln_ros.core.motion import ActionExecutor, wrap_angle
 from janusvln_ros.core.node_config import MotionConfig, NodeConfig
 from janusvln_ros.core.scripted import parse_script, ScriptedEngine
 from janusvln_ros.core.timing import RollingStats
-from janusvln_ros.core.types import Action
+from janusvln_ros.core.types import Action, StepResult
 from janusvln_ros.core.worker import (EpisodeState, InferenceWorker, LatestSlot,
-                                      validate_instruction, wait_until)
+                                      validate_instruction)
+
+
+def wait_until(predicate, timeout, poll_s=0.01):
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll_s)
+    return bool(predicate())
 
 
 def frame(mark=0, h=4, w=6):
@@ -344,3 +354,233 @@ def test_worker_keep_memory_and_camera_stall():
         assert not h.motion.busy
         h.camera_on.set()
         assert wait_until(lambda: h.worker.snapshot().step > steps, 5.0)
+
+
+# ------------------------------------------------------------------ issue 15: safety
+class GateEngine(ScriptedEngine):
+    """A scripted engine whose step blocks until ``gate`` is set."""
+
+    def __init__(self, script='MOVE_FORWARD'):
+        super().__init__(EngineConfig(engine='scripted', script=script))
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def step(self, frame):
+        self.entered.set()
+        assert self.gate.wait(30.0)
+        return super().step(frame)
+
+
+def test_cancel_by_id_covers_a_queued_episode_which_then_never_starts():
+    """Item 1: a cancel sent while the episode is still queued ends it before it starts."""
+    with Harness('MOVE_FORWARD') as h:
+        eng = GateEngine()
+        h.worker._engine = eng                      # noqa: SLF001 - before any episode
+        eng.gate.clear()
+        assert h.worker.submit('first') == 1
+        assert eng.entered.wait(5.0)                # the worker is inside step 1 of episode 1
+        assert h.worker.submit('second') == 2       # queued behind that step
+        assert h.worker.cancel('goal cancelled', episode_id=2)
+        final = h.worker.final(2)
+        assert final is not None and final.state == EpisodeState.STOPPED
+        assert final.message == 'goal cancelled'
+        assert not h.worker.cancel('again', episode_id=2)       # already over
+        eng.gate.set()
+        assert wait_until(lambda: h.worker.final(1) is not None, 5.0)
+        assert 'preempted' in h.worker.final(1).message          # it was stopped for episode 2
+        assert h.worker.snapshot().episode_id == 1
+        assert list(eng.instructions) == ['first']               # episode 2 never started
+        assert not h.motion.busy
+
+
+def test_cancel_by_id_of_the_running_episode_and_of_an_unknown_one():
+    with Harness('MOVE_FORWARD') as h:
+        assert h.worker.submit('go') == 1
+        assert wait_until(lambda: h.worker.snapshot().step >= 1, 5.0)
+        assert not h.worker.cancel('wrong id', episode_id=7)
+        assert h.worker.snapshot().state == EpisodeState.NAVIGATING
+        assert h.worker.cancel('by id', episode_id=1)
+        assert wait_until(lambda: h.worker.final(1) is not None, 5.0)
+        assert h.worker.final(1).message == 'by id'
+
+
+def test_stop_ends_a_queued_episode_and_wakes_waiters():
+    with Harness('MOVE_FORWARD') as h:
+        eng = GateEngine()
+        h.worker._engine = eng                      # noqa: SLF001
+        eng.gate.clear()
+        h.worker.submit('first')
+        assert eng.entered.wait(5.0)
+        h.worker.submit('second')
+        version = h.worker.records.version
+        woke = []
+        th = threading.Thread(target=lambda: woke.append(h.worker.wait_change(version, 10.0)))
+        th.start()
+        h.worker.stop('node deactivated')
+        th.join(10.0)
+        assert woke and woke[0] != version
+        assert h.worker.final(2).state == EpisodeState.STOPPED
+        assert h.worker.final(1).message == 'node deactivated'
+        eng.gate.set()
+
+
+class UnparseableEngine(ScriptedEngine):
+    """MOVE_FORWARD, then an output that is no action word (the engine falls back to STOP)."""
+
+    def step(self, frame):
+        res = super().step(frame)
+        if res.step == 0:
+            return res
+        return StepResult(Action.STOP, 'MOVE_FORWARD.', res.step, {'total': 1.0},
+                          parsed=False)
+
+
+def test_unparseable_output_ends_as_stopped_not_succeeded_and_is_counted():
+    """Item 9: the fallback STOP is kept for the robot but reported for what it is."""
+    with Harness('MOVE_FORWARD') as h:
+        h.worker._engine = UnparseableEngine(EngineConfig(engine='scripted',   # noqa: SLF001
+                                                          script='MOVE_FORWARD'))
+        h.worker.submit('go')
+        assert wait_until(lambda: h.worker.final(1) is not None, 5.0)
+        final = h.worker.final(1)
+        assert final.state == EpisodeState.STOPPED, final
+        assert final.message.startswith('unparseable output') and 'MOVE_FORWARD.' in final.message
+        assert final.last_action == Action.STOP and final.step == 2
+        assert h.worker.unparseable_total == 1
+        assert not h.motion.busy
+        h.worker._engine = ScriptedEngine(EngineConfig(engine='scripted',   # noqa: SLF001
+                                                       script='STOP'))
+        h.worker.submit('again')
+        assert wait_until(lambda: h.worker.final(2) is not None, 5.0)
+        assert h.worker.final(2).state == EpisodeState.SUCCEEDED      # a real STOP
+        assert h.worker.unparseable_total == 1
+
+
+def test_parameter_change_applies_from_the_next_primitive():
+    """Item 5: a speed or distance change does not alter the primitive in flight."""
+    ex = ActionExecutor(MotionConfig(forward_distance_m=0.25, linear_speed_mps=0.5,
+                                     turn_angle_deg=15.0, angular_speed_radps=0.5))
+    ex.execute(Action.MOVE_FORWARD)
+    assert ex.command(0.0).linear == 0.5
+    ex.update_config(MotionConfig(forward_distance_m=1.0, linear_speed_mps=2.0,
+                                  turn_angle_deg=90.0, angular_speed_radps=1.0))
+    c = ex.command(0.3)
+    assert c.active and c.linear == 0.5 and c.angular == 0.0      # same speed
+    assert ex.command(0.49).active                                 # same 0.5 s duration
+    c = ex.command(0.5)
+    assert not c.active and c.linear == 0.0 and c.angular == 0.0
+    ex.execute(Action.MOVE_FORWARD)                                # the next one: new config
+    assert ex.command(1.0).linear == 2.0
+    assert ex.command(1.45).active and not ex.command(1.5).active
+    ex.execute(Action.TURN_LEFT)
+    c = ex.command(2.0)
+    assert c.angular == 1.0 and c.linear == 0.0
+    ex.update_config(MotionConfig(turn_angle_deg=1.0, angular_speed_radps=5.0))
+    c = ex.command(2.5)
+    assert c.active and c.angular == 1.0                           # pi/2 at 1 rad/s: 1.57 s
+
+
+def test_odometry_primitive_keeps_its_distance_when_the_parameter_changes():
+    ex = ActionExecutor(MotionConfig(motion_mode='odometry', forward_distance_m=0.5))
+    ex.update_odometry(0.0, 0.0, 0.0, 0.0)
+    ex.execute(Action.MOVE_FORWARD)
+    assert ex.command(0.0).active
+    ex.update_config(MotionConfig(motion_mode='odometry', forward_distance_m=0.1))
+    ex.update_odometry(0.2, 0.0, 0.0, 0.1)
+    assert ex.command(0.1).active                      # 0.2 m < the 0.5 m it started with
+    ex.update_odometry(0.5, 0.0, 0.0, 0.2)
+    assert not ex.busy and ex.last_outcome.completed
+
+
+def test_backwards_clock_aborts_the_primitive_in_flight():
+    """Item 3: elapsed time going negative must stop the robot, not stall the primitive."""
+    ex = ActionExecutor(MotionConfig(forward_distance_m=2.5, linear_speed_mps=0.5))   # 5 s
+    ex.execute(Action.MOVE_FORWARD)
+    assert ex.command(100.0).active
+    assert ex.command(101.0).active
+    c = ex.command(40.0)                   # a looping bag / simulator reset
+    assert not c.active and c.linear == 0.0 and c.angular == 0.0
+    assert not ex.busy and ex.last_outcome.reason == 'clock jumped backwards'
+    assert ex.last_end_s == 40.0
+    ex.execute(Action.TURN_LEFT)           # the next primitive runs on the new time base
+    assert ex.command(41.0).active
+    assert ex.clock_jumped(41.5) and not ex.busy
+    assert ex.last_outcome.reason == 'clock jumped'
+
+
+def test_worker_takes_a_frame_captured_after_the_primitive_not_one_arriving_after_it():
+    """Item 7: with camera latency, arrival order would hand the model a mid-motion frame."""
+    latency, primitive = 0.15, 0.2
+    with Harness('MOVE_FORWARD', primitive_s=primitive, camera_hz=1000.0) as h:
+        h.camera_on.clear()
+        ends = []                                 # (ended_count, end time) of each primitive
+
+        def camera():
+            while not h._stop.is_set():
+                now = time.monotonic()
+                h.frames_put += 1
+                h.slot.put(frame(h.frames_put % 256), stamp=now - latency,
+                           capture_s=now - latency)
+                last = h.motion.last_end_s
+                if last is not None and (not ends or ends[-1][1] != last):
+                    ends.append((h.motion.ended_count, last))
+                time.sleep(0.005)
+        th = threading.Thread(target=camera)
+        th.start()
+        try:
+            h.worker.submit('go')
+            assert wait_until(lambda: h.worker.snapshot().step >= 4, 10.0)
+            h.worker.cancel()
+        finally:
+            h._stop.set()
+            th.join()
+    end_of = dict(ends)                   # primitive number -> time it ended
+    steps = [e for e in h.events if e.step > 1 and e.step - 1 in end_of]
+    assert len(steps) >= 3
+    for ev in steps:
+        # the frame of step n was captured after primitive n-1 (chosen by step n-1) ended
+        assert ev.frame_stamp >= end_of[ev.step - 1] - 0.05, (ev.step, ev.frame_stamp, ends)
+    assert h.worker.stale_frames_skipped > 0
+
+
+def test_frames_without_stamps_fall_back_to_arrival_order_with_a_warning(caplog):
+    with Harness('MOVE_FORWARD') as h:          # its camera puts no capture time
+        with caplog.at_level('WARNING', logger='janusvln_ros.core.worker'):
+            h.worker.submit('go')
+            assert wait_until(lambda: h.worker.snapshot().step >= 3, 5.0)
+    assert any('no capture stamp' in r.getMessage() for r in caplog.records)
+
+
+def test_episode_records_wait_change_and_first_final_wins():
+    from janusvln_ros.core.episodes import EpisodeRecords, EpisodeSnapshot, StepRecord
+    rec = EpisodeRecords(max_finals=2)
+    v0 = rec.version
+    assert rec.wait_change(v0, 0.01) == v0
+    rec.start(1)
+    rec.add_step(StepRecord(1, 1, Action.MOVE_FORWARD, 1.0))
+    rec.add_step(StepRecord(9, 1, Action.MOVE_FORWARD, 1.0))     # not the current episode
+    assert [r.step for r in rec.history(1)] == [1] and rec.history(9) == []
+    rec.finish(EpisodeSnapshot(episode_id=1, state=EpisodeState.STOPPED, message='a'))
+    rec.finish(EpisodeSnapshot(episode_id=1, state=EpisodeState.ERROR, message='b'))
+    assert rec.final(1).message == 'a'
+    for i in (2, 3):
+        rec.finish(EpisodeSnapshot(episode_id=i, state=EpisodeState.STOPPED))
+    assert rec.final(1) is None and rec.final(3) is not None
+    assert rec.wait_change(v0, 0.01) != v0
+
+
+def test_cancel_without_id_ends_the_queued_and_the_running_episode():
+    with Harness('MOVE_FORWARD') as h:
+        eng = GateEngine()
+        h.worker._engine = eng                      # noqa: SLF001
+        eng.gate.clear()
+        h.worker.submit('first')
+        assert eng.entered.wait(5.0)
+        h.worker.submit('second')
+        assert h.worker.cancel('operator cancel')
+        assert h.worker.final(2).message == 'operator cancel'
+        eng.gate.set()
+        assert wait_until(lambda: h.worker.final(1) is not None, 5.0)
+        assert h.worker.final(1).message == 'operator cancel'
+        assert list(eng.instructions) == ['first'] and not h.motion.busy
