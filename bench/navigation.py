@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from janusvln_ros.sim.episodes import load_episodes  # noqa: E402
-from janusvln_ros.training.evaluate import evaluate, EvalSpec  # noqa: E402
+from janusvln_ros.training.evaluate import EvalSpec, evaluate  # noqa: E402
 
 logger = logging.getLogger('bench.navigation')
 METRICS = ('SR', 'SR_1m', 'OS', 'SPL', 'nDTW', 'NE', 'TL', 'steps')

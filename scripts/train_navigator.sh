@@ -17,6 +17,7 @@ J() { "$PY" -m janusvln_ros.cli "$@"; }
 stage=${1:?usage: train_navigator.sh data|geometry|il|dagger K}
 case "$stage" in
   data)
+    mkdir -p "$DATA"
     J dataset episodes --split val_seen --out "$DATA/val_seen.json" --workers "$WORKERS"
     J dataset episodes --split val_unseen --out "$DATA/val_unseen.json" --workers "$WORKERS"
     J dataset build --split train --out "$DATA/train" --workers "$WORKERS" ;;

@@ -86,7 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dg.add_argument('--beta', type=float, required=True, help='probability of the expert action')
     dg.add_argument('--out', required=True)
     dg.add_argument('--episodes-file', default='', help='episodes (default: the train split)')
-    dg.add_argument('--limit', type=int, default=0)
+    dg.add_argument('--limit', type=int, default=0,
+                    help='a seeded subset of N episodes spread over the houses')
     dg.add_argument('--device', default='cpu')
     dg.add_argument('--workers', type=int, default=1)
     dg.add_argument('--seed', type=int, default=0)
@@ -160,7 +161,13 @@ def run_train_navigator(args: argparse.Namespace) -> int:
 def run_dagger(args: argparse.Namespace) -> int:
     """Collect one DAgger round."""
     from janusvln_ros.training.dagger import collect_dagger
-    episodes = _split_episodes('train', args.limit, args.workers, args.episodes_file)
+    episodes = _split_episodes('train', 0, args.workers, args.episodes_file)
+    if args.limit and args.limit < len(episodes):
+        # A seeded subset spread over every house (the first N would cover few houses).
+        import numpy as np
+        keep = np.random.default_rng([args.seed, args.round]).choice(len(episodes), args.limit,
+                                                                     replace=False)
+        episodes = [episodes[i] for i in sorted(keep)]
     manifest = collect_dagger(args.out, episodes, args.checkpoint, args.round, args.beta,
                               device=args.device, workers=args.workers, seed=args.seed)
     sys.stdout.write(f'{args.out}: {manifest["num_episodes"]} rollouts, '
