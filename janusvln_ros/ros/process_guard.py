@@ -8,7 +8,6 @@ episode, publish a zero Twist, exit) runs:
 * on Linux, ``prctl(PR_SET_PDEATHSIG, SIGTERM)``: the kernel sends SIGTERM when the parent exits;
 * everywhere, a daemon thread that polls ``os.getppid()`` and sends SIGTERM to this process once
   the parent changed (re-parenting); it also covers a parent that died before the ``prctl`` call.
-  parent changed (re-parenting) — it also covers a parent that died before the ``prctl`` call.
 
 Call it once, after the SIGTERM handler is installed. Set ``JANUSVLN_PARENT_GUARD=0`` to keep a
 node running after its parent exits (e.g. started with ``nohup`` from a shell that then closes).
