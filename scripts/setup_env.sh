@@ -67,8 +67,8 @@ print(*sorted(e.name for e in d("janusvln_ros").entry_points if e.group == "cons
   [ "$(readlink "$libexec/$exe" 2>/dev/null)" = "../../bin/$exe" ] || ln -sfn "../../bin/$exe" "$libexec/$exe"
 done
 
-# The real ROS 2 launch system and `ros2` command (launch, launch_ros, launch_testing, ros2cli and
-# its verbs) for the tests, from ../shared/ros2-tools (beside the clone in CI; see its docs). PyPI
+# The real ROS 2 launch system and `ros2` command (launch, launch_ros, ros2launch, ros2cli and its
+# verbs) for the tests, from ../shared/ros2-tools (beside the clone in CI; see its docs). PyPI
 # has none of them (its 'launch' is an unrelated package): install these wheels with --no-deps,
 # their pure-Python dependencies are pinned in requirements.txt. Without the folder the tests that
 # need them skip with the reason; a real ROS 2 install brings the same tools.
@@ -80,7 +80,12 @@ if [ -d "$tools/wheels" ]; then
     log "installing the ROS 2 launch and CLI tools from $tools"
     wheels=()
     for w in "$tools"/wheels/*.whl; do
-      case "${w##*/}" in *-py3-none-any.whl|*-"$cpy"-"$cpy"-linux_x86_64.whl) wheels+=("$w") ;; esac
+      case "${w##*/}" in
+        # Their pytest plugins (pytest11 entry points, loaded by every pytest run) use hook
+        # arguments that pytest 9 removed: with them installed, pytest does not start at all.
+        launch_testing-*|launch_testing_ros-*|launch_pytest-*) ;;
+        *-py3-none-any.whl|*-"$cpy"-"$cpy"-linux_x86_64.whl) wheels+=("$w") ;;
+      esac
     done
     .venv/bin/pip install -q --disable-pip-version-check --no-deps "${wheels[@]}"
     if ! compgen -G "$tools/wheels/ros_composition_interfaces-*-$cpy-*.whl" >/dev/null; then
