@@ -75,9 +75,10 @@ def _string_dicts(path):
     """All dict literals with string keys and string values in a Python file."""
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Dict) and all(isinstance(k, ast.Constant) for k in node.keys):
+        keys = [k for k in node.keys if k is not None] if isinstance(node, ast.Dict) else []
+        if keys and all(isinstance(k, ast.Constant) for k in keys):      # None: a **spread
             out.append({k.value: v.value for k, v in zip(node.keys, node.values)
-                        if isinstance(v, ast.Constant)})
+                        if k is not None and isinstance(v, ast.Constant)})
     return out
 
 
