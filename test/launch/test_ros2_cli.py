@@ -107,12 +107,14 @@ def test_readme_ros2_lines_against_the_launched_node(launcher, ros_context, ros2
 
 def run_goal_then_cancel(env, line, args, driver):
     """``send_goal --feedback`` streams feedback; the README's cancel line ends the goal."""
+    before = max([s.episode_id for s in driver.status], default=0)
     goal = subprocess.Popen([ros2_command(), *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        seen = driver.wait_status(lambda s: s.state == NavigationStatus.NAVIGATING
-                                  and s.step >= 2 and s.instruction == INSTRUCTION, 60)
+        seen = driver.wait_status(lambda s: s.episode_id > before and s.step >= 2
+                                  and s.state == NavigationStatus.NAVIGATING, 60)
         assert seen, 'the goal did not start an episode'
+        assert seen.instruction == INSTRUCTION
         cancel = ros2(env, *shlex.split(CANCEL))
         check(cancel, CANCEL)
         out, err = goal.communicate(timeout=60)
