@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -123,3 +124,14 @@ class Launch:
         if self.proc.poll() is None:
             self.proc.wait(10)
         self._log.close()
+
+
+def readme_block(name: str) -> list[str]:
+    """The ``ros2`` lines of the README block ``<!-- NAME-begin -->`` (without ``ros2 ``)."""
+    text = (REPO / 'README.md').read_text()
+    block = re.search(rf'<!-- {name}-begin -->\n```bash\n(.*?)```\n<!-- {name}-end -->', text,
+                      re.S)
+    assert block, f'README.md has no {name} block'
+    lines = [ln.strip() for ln in block.group(1).splitlines() if ln.strip()]
+    assert all(ln.startswith('ros2 ') for ln in lines), lines
+    return [ln[len('ros2 '):] for ln in lines]

@@ -4,15 +4,17 @@ Each launch is stopped the way the README says (SIGINT to ``ros2 launch``): exit
 finished cleanly, and the last velocity command is zero (linear and angular).
 """
 
+import shlex
 import signal
 
 from geometry_msgs.msg import Twist
 from janus_ros_testutil import Driver
+from janusvln_interfaces.msg import NavigationStatus
 from nav_msgs.msg import Odometry
 import pytest
 from rcl_interfaces.srv import GetParameters
 from rclpy.qos import qos_profile_sensor_data
-from ros2_tools_util import ros2, wait_until
+from ros2_tools_util import readme_block, ros2, wait_until
 
 ZERO = Twist()
 
@@ -119,9 +121,11 @@ def test_lifecycle_driven_by_the_launch_file_and_odometry_remap(launcher, ros_co
         driver.close()
 
 
-def test_sim_launch_drives_the_robot_in_the_world_then_sigint(launcher, ros_context):
-    launch = launcher('janusvln_ros', 'sim.launch.py', 'engine:=scripted',
-                      'script:=MOVE_FORWARD,TURN_LEFT', 'width:=64', 'height:=48')
+def test_sim_launch_readme_lines_drive_the_robot_then_sigint(launcher, ros_context, ros2_env):
+    """The README's sim block, as written: the scripted node drives the MuJoCo robot."""
+    launch_line, echo_episode, instruct, echo_status = readme_block('ros2-sim')
+    assert launch_line.startswith('launch janusvln_ros sim.launch.py ')
+    launch = launcher(*shlex.split(launch_line)[1:])
     driver = Driver(name='sim_driver')
     try:
         poses, cmds = [], []
@@ -133,14 +137,20 @@ def test_sim_launch_drives_the_robot_in_the_world_then_sigint(launcher, ros_cont
         assert wait_until(driver.set_instruction.service_is_ready, 60), launch.log()
         assert wait_until(lambda: driver.state() == 'active', 60), launch.log()
         assert wait_until(lambda: poses, 30), launch.log()
-        resp = driver.instruct('walk around the house')
-        assert resp.accepted, resp.message
+        out = ros2(ros2_env, *shlex.split(echo_episode))
+        assert out.returncode == 0 and out.stdout.startswith('data: '), out
+        out = ros2(ros2_env, *shlex.split(instruct))
+        assert out.returncode == 0 and 'accepted=True' in out.stdout, out
         # the bridge's camera feeds the node; the node's commands move the simulated robot
-        assert wait_until(lambda: any(c.linear.x > 0 for _, c in driver.cmds)
-                          and any(c.angular.z > 0 for _, c in driver.cmds), 60), launch.log()
+        assert wait_until(lambda: any(c.linear.x > 0 for c in cmds)
+                          and any(c.angular.z > 0 for c in cmds), 60), launch.log()
         start = poses[0]
         assert wait_until(lambda: abs(poses[-1][0] - start[0]) + abs(poses[-1][1] - start[1])
                           > 0.05, 30), (start, poses[-1])
+        out = ros2(ros2_env, *shlex.split(echo_status))
+        assert out.returncode == 0, out
+        assert f'state: {NavigationStatus.NAVIGATING}' in out.stdout, out.stdout
+        assert 'instruction: walk past the sofa' in out.stdout, out.stdout
         stop_with_sigint(launch, cmds, nodes=2)
     finally:
         driver.close()

@@ -5,7 +5,6 @@ The block between ``<!-- ros2-cli-begin -->`` and ``<!-- ros2-cli-end -->`` star
 in ``EXPECT`` here (what its output must contain), so the README and this test cannot drift apart.
 """
 
-import re
 import shlex
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from geometry_msgs.msg import Twist
 from janus_ros_testutil import Driver
 from janusvln_interfaces.msg import NavigationStatus
 import pytest
-from ros2_tools_util import REPO, ros2, ros2_command, wait_until
+from ros2_tools_util import readme_block, ros2, ros2_command, wait_until
 
 INSTRUCTION = 'go to the kitchen and stop by the fridge'
 # README line (after 'ros2 ') -> (stream, text the output must contain)
@@ -39,13 +38,7 @@ CANCEL = 'service call /robot/cancel std_srvs/srv/Trigger'
 
 
 def readme_lines():
-    text = (REPO / 'README.md').read_text()
-    block = re.search(r'<!-- ros2-cli-begin -->\n```bash\n(.*?)```\n<!-- ros2-cli-end -->', text,
-                      re.S)
-    assert block, 'README.md has no ros2-cli block'
-    lines = [ln.strip() for ln in block.group(1).splitlines() if ln.strip()]
-    assert all(ln.startswith('ros2 ') for ln in lines), lines
-    return [ln[len('ros2 '):] for ln in lines]
+    return readme_block('ros2-cli')
 
 
 def test_readme_block_and_expectations_match():
