@@ -11,6 +11,9 @@ episode, publish a zero Twist, exit) runs:
 
 Call it once, after the SIGTERM handler is installed. Set ``JANUSVLN_PARENT_GUARD=0`` to keep a
 node running after its parent exits (e.g. started with ``nohup`` from a shell that then closes).
+The kernel's signal follows the parent *thread* that started this process: a supervisor that
+starts the node from a short-lived thread (``ros2 launch``, ``ros2 run`` and the project's tools
+start it from their main thread) stops it when that thread ends; switch the guard off there.
 """
 
 from __future__ import annotations
