@@ -5,8 +5,10 @@ camera), ``ros_gz_bridge`` with ``config/gz_bridge.yaml`` (/clock, /camera/image
 /camera/camera_info, /cmd_vel, /odom, /ground_truth/odom, /tf), and the node through
 ``janusvln.launch.py`` with ``use_sim_time`` and its topics remapped to the bridge's.
 
-Arguments: ``world`` (SDF file), ``headless`` (server only, EGL rendering), ``model_path``,
-``device``, ``params_file``. Example::
+Arguments: ``world`` (SDF file), ``headless`` (server only, EGL rendering), and for the node
+``params_file``, ``engine``, ``script``, ``model_path``, ``device``, ``dtype``, ``mode``,
+``motion_mode`` (odometry on the bridge's /odom), ``autostart`` (see janusvln.launch.py).
+Example::
 
     ros2 launch janusvln_ros gazebo.launch.py model_path:=/models/JanusVLN_Extra device:=cuda
     ros2 service call /set_instruction janusvln_interfaces/srv/SetInstruction \
@@ -16,11 +18,21 @@ Arguments: ``world`` (SDF file), ``headless`` (server only, EGL rendering), ``mo
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import (LaunchConfiguration, PathJoinSubstitution,
+                                  ThisLaunchFileDir)
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 TRUE_WORDS = ('true', '1', 'yes', 'on')
+
+# Passed on to janusvln.launch.py (empty: the params file's value).
+PASSED_ON = {
+    'engine': "'janusvln', 'reference', 'scripted' or 'package.module:Class'",
+    'script': 'scripted engine: comma-separated actions',
+    'dtype': 'float32, bfloat16 or float16',
+    'mode': 'parity or streaming',
+    'motion_mode': 'timed or odometry (on /odom)',
+}
 
 
 def _gz_sim(context, *args, **kwargs):
@@ -46,15 +58,18 @@ def generate_launch_description():
         output='screen',
     )
     node = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(PathJoinSubstitution([share, 'launch',
+        PythonLaunchDescriptionSource(PathJoinSubstitution([ThisLaunchFileDir(),
                                                             'janusvln.launch.py'])),
         launch_arguments={
             'image_topic': '/camera/image_raw',
             'cmd_vel_topic': '/cmd_vel',
+            'odom_topic': '/odom',
             'use_sim_time': 'true',
             'model_path': LaunchConfiguration('model_path'),
             'device': LaunchConfiguration('device'),
             'params_file': LaunchConfiguration('params_file'),
+            'autostart': LaunchConfiguration('autostart'),
+            **{name: LaunchConfiguration(name) for name in PASSED_ON},
         }.items())
     return LaunchDescription([
         DeclareLaunchArgument('world', default_value=PathJoinSubstitution(
@@ -65,6 +80,12 @@ def generate_launch_description():
         DeclareLaunchArgument('device', default_value='', description='cpu, cuda or cuda:N'),
         DeclareLaunchArgument('params_file', default_value=PathJoinSubstitution(
             [share, 'config', 'janusvln.yaml']), description='node parameters'),
+        *[DeclareLaunchArgument(name, default_value='', description=text)
+          for name, text in PASSED_ON.items()],
+        DeclareLaunchArgument('autostart', default_value='true',
+                              choices=['true', 'false', 'launch'],
+                              description='who configures and activates the node: itself '
+                              '(true), nobody (false) or the launch file (launch)'),
         OpaqueFunction(function=_gz_sim),
         bridge,
         node,

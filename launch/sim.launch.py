@@ -2,10 +2,13 @@ r"""Run janusvln_node in the built-in MuJoCo world (sim_bridge_node), as ``janus
 
 Starts ``sim_bridge_node`` (publishes /camera/image_raw, /camera/camera_info, /odom,
 /ground_truth/odom, /clock and /episode/instruction; subscribes /cmd_vel) and the node through
-``janusvln.launch.py`` with ``use_sim_time`` and its image topic remapped to the bridge's.
+``janusvln.launch.py`` with ``use_sim_time`` and its image, cmd_vel and odom topics remapped to
+the bridge's.
 
-Arguments: ``episode_id`` (built-in episode, default ep10), ``width``/``height`` (camera),
-``model_path``, ``device``, ``params_file``. Example::
+Arguments: ``episode_id`` (built-in episode, default ep10), ``width``/``height`` (camera), and
+for the node ``params_file``, ``engine``, ``script``, ``model_path``, ``device``, ``dtype``,
+``mode``, ``motion_mode``, ``autostart`` (see janusvln.launch.py). Unknown arguments are accepted
+silently by ``ros2 launch``. Example::
 
     ros2 launch janusvln_ros sim.launch.py model_path:=/models/JanusVLN_Extra
     ros2 topic echo --once /episode/instruction
@@ -16,10 +19,20 @@ Arguments: ``episode_id`` (built-in episode, default ep10), ``width``/``height``
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import (LaunchConfiguration, PathJoinSubstitution,
+                                  ThisLaunchFileDir)
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+# Passed on to janusvln.launch.py (empty: the params file's value).
+PASSED_ON = {
+    'engine': "'janusvln', 'reference', 'scripted' or 'package.module:Class'",
+    'script': 'scripted engine: comma-separated actions',
+    'dtype': 'float32, bfloat16 or float16',
+    'mode': 'parity or streaming',
+    'motion_mode': 'timed or odometry (on /odom)',
+}
 
 
 def generate_launch_description():
@@ -37,15 +50,18 @@ def generate_launch_description():
         output='screen',
     )
     node = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(PathJoinSubstitution([share, 'launch',
+        PythonLaunchDescriptionSource(PathJoinSubstitution([ThisLaunchFileDir(),
                                                             'janusvln.launch.py'])),
         launch_arguments={
             'image_topic': '/camera/image_raw',
             'cmd_vel_topic': '/cmd_vel',
+            'odom_topic': '/odom',
             'use_sim_time': 'true',
             'model_path': LaunchConfiguration('model_path'),
             'device': LaunchConfiguration('device'),
             'params_file': LaunchConfiguration('params_file'),
+            'autostart': LaunchConfiguration('autostart'),
+            **{name: LaunchConfiguration(name) for name in PASSED_ON},
         }.items())
     return LaunchDescription([
         DeclareLaunchArgument('episode_id', default_value='ep10',
@@ -56,6 +72,12 @@ def generate_launch_description():
         DeclareLaunchArgument('device', default_value='', description='cpu, cuda or cuda:N'),
         DeclareLaunchArgument('params_file', default_value=PathJoinSubstitution(
             [share, 'config', 'janusvln.yaml']), description='node parameters'),
+        *[DeclareLaunchArgument(name, default_value='', description=text)
+          for name, text in PASSED_ON.items()],
+        DeclareLaunchArgument('autostart', default_value='true',
+                              choices=['true', 'false', 'launch'],
+                              description='who configures and activates the node: itself '
+                              '(true), nobody (false) or the launch file (launch)'),
         bridge,
         node,
     ])

@@ -65,6 +65,7 @@ from janusvln_ros.ros.conversions import (image_to_rgb, make_cmd_vel, odometry_t
 from janusvln_ros.ros.diagnostics import health_to_diagnostics, NodeHealth
 from janusvln_ros.ros.params import (config_from_parameters, declare_config_parameters,
                                      make_on_set_callback)
+from janusvln_ros.ros.process_guard import stop_on_parent_death
 
 logger = logging.getLogger(__name__)
 
@@ -759,6 +760,7 @@ def main(args: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    stop_on_parent_death()    # orphaned by a killed `ros2 launch` (ros2/launch#666): stop too
     node: JanusVLNNode | None = None
     executor: MultiThreadedExecutor | None = None
     try:

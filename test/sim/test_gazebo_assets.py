@@ -75,9 +75,10 @@ def _string_dicts(path):
     """All dict literals with string keys and string values in a Python file."""
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Dict) and all(isinstance(k, ast.Constant) for k in node.keys):
+        keys = [k for k in node.keys if k is not None] if isinstance(node, ast.Dict) else []
+        if keys and all(isinstance(k, ast.Constant) for k in keys):      # None: a **spread
             out.append({k.value: v.value for k, v in zip(node.keys, node.values)
-                        if isinstance(v, ast.Constant)})
+                        if k is not None and isinstance(v, ast.Constant)})
     return out
 
 
@@ -89,11 +90,12 @@ def test_launch_files_remap_the_node_onto_the_simulator_topics(launch_file):
                for n in tree.body)
     args = [d for d in _string_dicts(path) if 'image_topic' in d]
     assert args == [{'image_topic': '/camera/image_raw', 'cmd_vel_topic': '/cmd_vel',
-                     'use_sim_time': 'true'}]
+                     'odom_topic': '/odom', 'use_sim_time': 'true'}]
     # janusvln.launch.py turns those arguments into remappings of the node's own names.
     node_launch = (REPO / 'launch' / 'janusvln.launch.py').read_text()
     assert "('image_raw', LaunchConfiguration('image_topic'))" in node_launch
     assert "('cmd_vel', LaunchConfiguration('cmd_vel_topic'))" in node_launch
+    assert "('odom', LaunchConfiguration('odom_topic'))" in node_launch
 
 
 def test_node_and_bridge_use_the_same_names():
