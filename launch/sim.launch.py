@@ -5,12 +5,14 @@ Starts ``sim_bridge_node`` (publishes /camera/image_raw, /camera/camera_info, /o
 ``janusvln.launch.py`` with ``use_sim_time`` and its image, cmd_vel and odom topics remapped to
 the bridge's.
 
-Arguments: ``episode_id`` (built-in episode, default ep10), ``width``/``height`` (camera), and
+Arguments: ``episode_id`` (default ``val_unseen-5000-s0-g0-fine``, a house never used in
+training; ``ep00``..``ep19`` are the built-in set), ``width``/``height`` (camera, 640x480), and
 for the node ``params_file``, ``engine``, ``script``, ``model_path``, ``device``, ``dtype``,
 ``mode``, ``motion_mode``, ``autostart`` (see janusvln.launch.py). Unknown arguments are accepted
 silently by ``ros2 launch``. Example::
 
-    ros2 launch janusvln_ros sim.launch.py model_path:=/models/JanusVLN_Extra
+    ros2 launch janusvln_ros sim.launch.py   # the navigator shipped with the package
+    ros2 launch janusvln_ros sim.launch.py model_path:=/models/my_checkpoint
     ros2 topic echo --once /episode/instruction
     ros2 service call /set_instruction janusvln_interfaces/srv/SetInstruction \
         "{instruction: '<the instruction>', reset_memory: true}"
@@ -64,11 +66,13 @@ def generate_launch_description():
             **{name: LaunchConfiguration(name) for name in PASSED_ON},
         }.items())
     return LaunchDescription([
-        DeclareLaunchArgument('episode_id', default_value='ep10',
-                              description='built-in episode (ep00..ep19)'),
-        DeclareLaunchArgument('width', default_value='224', description='camera width'),
-        DeclareLaunchArgument('height', default_value='224', description='camera height'),
-        DeclareLaunchArgument('model_path', default_value='', description='checkpoint dir'),
+        DeclareLaunchArgument('episode_id', default_value='val_unseen-5000-s0-g0-fine',
+                              description='episode id (val_unseen-*, or built-in ep00..ep19)'),
+        DeclareLaunchArgument('width', default_value='640', description='camera width'),
+        DeclareLaunchArgument('height', default_value='480', description='camera height'),
+        DeclareLaunchArgument('model_path', default_value='janusvln_ros:navigator',
+                              description="checkpoint dir; 'janusvln_ros:navigator' = the "
+                              'navigator trained in this world (simulation only)'),
         DeclareLaunchArgument('device', default_value='', description='cpu, cuda or cuda:N'),
         DeclareLaunchArgument('params_file', default_value=PathJoinSubstitution(
             [share, 'config', 'janusvln.yaml']), description='node parameters'),

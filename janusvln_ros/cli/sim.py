@@ -6,8 +6,10 @@ a metrics table and writes ``metrics.json`` plus a top-down trajectory PNG per e
 
 ``demo`` brings up the world and the node, sends one episode's instruction through the node's
 real ``set_instruction`` service, and leaves metrics, a trajectory PNG and a GIF of the camera
-view in the output folder. Without ``--checkpoint`` it creates a tiny *untrained* checkpoint:
-the robot moves, but it does not navigate.
+view in the output folder. By default both use the navigator shipped with the package
+(``janusvln_ros:navigator``, trained in this world only) on a 640x480, HFOV 79 camera; the demo
+runs a ``val_unseen`` episode (a house never used in training). ``--checkpoint tiny`` creates
+the old untrained toy instead.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import shutil
 import sys
 import time
 
+from janusvln_ros.core.models import SHIPPED_NAVIGATOR, shipped_val_unseen_episodes
+
 
 logger = logging.getLogger(__name__)
 
-DEMO_EPISODE = 'ep10'
+DEMO_EPISODE = 'val_unseen-5000-s0-g0-fine'
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,15 +46,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     demo = subparsers.add_parser(
         'demo', help='world + janusvln_node + one instruction; writes metrics, PNG and GIF')
-    _common(demo, default_out='runs/demo', default_steps=60)
+    _common(demo, default_out='runs/demo', default_steps=150,
+            default_checkpoint=SHIPPED_NAVIGATOR)
     demo.add_argument('--episode', default=DEMO_EPISODE, help='episode id to run')
     demo.add_argument('--policy', choices=('model', 'oracle', 'random'), default='model',
                       help='engine inside the node (default: the model)')
     demo.set_defaults(func=run_demo, ros=True)
 
 
-def _common(parser: argparse.ArgumentParser, default_out: str, default_steps: int) -> None:
-    parser.add_argument('--checkpoint', default='', help='checkpoint directory (policy model)')
+def _common(parser: argparse.ArgumentParser, default_out: str, default_steps: int,
+            default_checkpoint: str = '') -> None:
+    parser.add_argument('--checkpoint', default=default_checkpoint,
+                        help=f'checkpoint directory of the model policy, {SHIPPED_NAVIGATOR!r} '
+                        "(the navigator trained in this world) or 'tiny' (an untrained toy); "
+                        f'default {default_checkpoint or SHIPPED_NAVIGATOR!r}')
     parser.add_argument('--device', default='cpu', help='torch device of the model')
     parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'),
                         help='model dtype (bfloat16 for a real checkpoint on a GPU)')
@@ -60,8 +69,9 @@ def _common(parser: argparse.ArgumentParser, default_out: str, default_steps: in
     parser.add_argument('--max-steps', type=int, default=default_steps,
                         help=f'most actions per episode (default {default_steps})')
     parser.add_argument('--out', default=default_out, help=f'output folder ({default_out})')
-    parser.add_argument('--width', type=int, default=224, help='camera width in pixels')
-    parser.add_argument('--height', type=int, default=224, help='camera height in pixels')
+    parser.add_argument('--width', type=int, default=640, help='camera width in pixels')
+    parser.add_argument('--height', type=int, default=480,
+                        help='camera height in pixels (4:3 at HFOV 79, as trained)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the random policy')
 
 
@@ -149,9 +159,9 @@ def run_eval(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.policy == 'model' and not args.checkpoint:
-        sys.stderr.write('--policy model needs --checkpoint DIR '
-                         '(janusvln checkpoint init-tiny DIR makes an untrained one)\n')
-        return 2
+        args.checkpoint = SHIPPED_NAVIGATOR
+        sys.stderr.write(f'Model: the shipped navigator ({SHIPPED_NAVIGATOR}), trained in this '
+                         'simulated world only\n')
     episodes = _select(args)
     camera = CameraConfig(args.width, args.height)
     if args.ros:
@@ -230,10 +240,16 @@ def run_demo(args: argparse.Namespace) -> int:
     from janusvln_ros.sim.render import save_gif
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.policy == 'model' and not args.checkpoint:
+    if args.policy == 'model' and args.checkpoint == 'tiny':
         args.checkpoint = str(ensure_tiny_checkpoint(tiny_checkpoint_dir()).resolve())
         sys.stderr.write('Note: the tiny checkpoint is untrained: the robot moves, it does not '
-                         'navigate. Pass --checkpoint DIR for a real JanusVLN checkpoint.\n')
+                         'navigate.\n')
+    elif args.policy == 'model':
+        sys.stderr.write(f'Model: {args.checkpoint}'
+                         + (' (trained in this simulated world only; not a real-world model)'
+                            if args.checkpoint == SHIPPED_NAVIGATOR else '') + '\n')
+    if not args.episodes_file and args.episode.startswith('val_unseen-'):
+        args.episodes_file = str(shipped_val_unseen_episodes())
     episode = find_episode(load_episodes(args.episodes_file or None), args.episode)
     sys.stderr.write(f'Episode {episode.episode_id}: "{episode.instruction}"\n')
     start = time.monotonic()

@@ -58,6 +58,7 @@ from janusvln_ros.core.config import EngineConfig
 from janusvln_ros.core.decoding import ConstrainedActionDecoder, DecodeResult
 from janusvln_ros.core.errors import InferenceError, InputError, ModelLoadError
 from janusvln_ros.core.history import sample_history
+from janusvln_ros.core.models import resolve_model_path
 from janusvln_ros.core.semantic_memory import FrameFeatureStore, StreamingSemanticMemory
 from janusvln_ros.core.types import StepResult
 from janusvln_ros.model.checkpoint import load_checkpoint
@@ -135,8 +136,11 @@ class JanusVLNEngine:
         if model is None:
             if not config.model_path:
                 raise ModelLoadError('model_path: required by the janusvln engine')
+            path = resolve_model_path(config.model_path)
+            logger.info('loading model %s%s', config.model_path,
+                        f' ({path})' if path != config.model_path else '')
             try:
-                model, tokenizer = load_checkpoint(config.model_path, self.llm_device, dtype,
+                model, tokenizer = load_checkpoint(path, self.llm_device, dtype,
                                                    vggt_device=self.vggt_device)
             except (ValueError, OSError) as exc:
                 raise ModelLoadError(f'cannot load {config.model_path!r}: {exc}') from exc
@@ -193,6 +197,7 @@ class JanusVLNEngine:
         """Start an episode: clear both memories (the next frame is VGGT's first frame)."""
         if not isinstance(instruction, str) or not instruction.strip():
             raise InputError(f'instruction: expected a non-empty string, got {instruction!r}')
+        self._check_vocabulary(instruction.strip())
         self.spatial_memory.reset()
         self.semantic_memory.reset()
         self._instruction = instruction.strip()
@@ -200,6 +205,27 @@ class JanusVLNEngine:
         self._last_logits = None
         self.last_selected = []
         self.last_decode = None
+
+    def _check_vocabulary(self, instruction: str) -> None:
+        """Refuse text a trimmed-vocabulary checkpoint cannot read (memories untouched).
+
+        Raises:
+            InputError: Naming the words whose tokens are outside the checkpoint's vocabulary.
+        """
+        token_map = getattr(self.model, 'token_map', None)
+        if token_map is None:
+            return
+        ids = self.tokenizer.encode(instruction, add_special_tokens=False)
+        unknown = set(token_map.unknown(ids))
+        if not unknown:
+            return
+        words = [w for w in instruction.split()
+                 if set(self.tokenizer.encode(' ' + w, add_special_tokens=False)) & unknown
+                 or set(self.tokenizer.encode(w, add_special_tokens=False)) & unknown]
+        shown = ', '.join(repr(w) for w in words[:8]) or repr(instruction)
+        raise InputError(f'instruction: this model was trained on a fixed vocabulary and cannot '
+                         f'read {shown}; use the words of its training instructions (rooms, '
+                         'objects, colours, turns)')
 
     def step(self, frame: np.ndarray) -> StepResult:
         """Run one step on an RGB frame ``(H, W, 3)`` uint8 and return the next action.

@@ -32,6 +32,7 @@ import torch
 
 from janusvln_ros.core.config import EngineConfig
 from janusvln_ros.core.errors import InferenceError, InputError, ModelLoadError
+from janusvln_ros.core.models import resolve_model_path
 from janusvln_ros.core.types import Action, StepResult
 from janusvln_ros.model.checkpoint import CheckpointError, load_checkpoint
 from janusvln_ros.model.janusvln import JanusVLNForNavigation
@@ -111,7 +112,7 @@ class ReferenceEngine:
         """
         try:
             model, tokenizer = load_checkpoint(
-                config.model_path, device=config.resolved_llm_device,
+                resolve_model_path(config.model_path), device=config.resolved_llm_device,
                 dtype=TORCH_DTYPES[config.dtype], vggt_device=config.resolved_vggt_device)
         except (CheckpointError, OSError) as exc:
             raise ModelLoadError(f'cannot load {config.model_path!r}: {exc}') from exc

@@ -1,6 +1,6 @@
 """The inference worker: one owned thread runs the engine behind a latest-wins frame slot.
 
-Step protocol (house style §3.2): the image callback only stores the newest frame in a
+Step protocol: the image callback only stores the newest frame in a
 :class:`~janusvln_ros.core.slot.LatestSlot`. The :class:`InferenceWorker` thread waits until the
 previous primitive has finished executing, then takes the first frame **captured** after that
 moment (by its capture stamp, see :data:`FRAME_STAMP_TOLERANCE_S`; by arrival order when stamps

@@ -144,6 +144,10 @@ class JanusVLNConfig:
             attn_implementation: e.g. ``'sdpa'`` (default) or ``'eager'``.
         """
         text = {k: v for k, v in self.text.items() if k not in ('rope_theta', 'mrope_section')}
+        if self.token_map is not None:
+            # Ids of the full vocabulary, outside the trimmed rows; the engine takes its end
+            # tokens from the tokenizer, so transformers need not know them.
+            text['bos_token_id'] = text['eos_token_id'] = None
         text['rope_parameters'] = {'rope_type': 'default',
                                    'rope_theta': float(self.text['rope_theta']),
                                    'mrope_section': list(self.text['mrope_section'])}

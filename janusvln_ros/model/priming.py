@@ -132,7 +132,7 @@ def _group_logits(model: JanusVLNForNavigation, group: dict[str, Any],
     return logits.view(hidden.shape[0], keep, -1)
 
 
-def prime_tiny(model: JanusVLNForNavigation, tokenizer: Any, seed: int = 0, steps: int = 80,
+def prime_tiny(model: JanusVLNForNavigation, tokenizer: Any, seed: int = 0, steps: int = 140,
                groups: int = 18, group_size: int = 4, lr: float = 4e-3,
                norm_lr: float = 0.25) -> dict[str, float]:
     """Fit a tiny model to answer ``<ACTION><|im_end|>`` by the current frame's colour.

@@ -7,7 +7,7 @@ anything is allocated it also bounds the aspect ratio (:data:`MAX_ASPECT_RATIO`)
 resizes every frame to a fixed width, so a tall, thin frame that is tiny in bytes would otherwise
 become gigabytes after the resize. On a
 real ROS install where ``cv_bridge`` imports, it does the colour conversion after the same
-checks; otherwise the project's own converter does (ros2-env.md §5).
+checks; otherwise the project's own converter does.
 """
 
 from __future__ import annotations

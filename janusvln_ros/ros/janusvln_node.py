@@ -1,6 +1,6 @@
 """The ``janusvln`` lifecycle node: camera in, instruction service and action, motion out.
 
-A thin adapter over the pure core (house style §3.2): the image callback converts and stores the
+A thin adapter over the pure core: the image callback converts and stores the
 newest frame in a :class:`~janusvln_ros.core.worker.LatestSlot`; the
 :class:`~janusvln_ros.core.worker.InferenceWorker` thread runs the engine, one step per executed
 primitive; the control timer publishes the :class:`~janusvln_ros.core.motion.ActionExecutor`'s
@@ -751,8 +751,8 @@ def main(args: list[str] | None = None) -> int:
     """Run the node until SIGINT/SIGTERM; returns 0 on a clean shutdown.
 
     rclpy's own signal handling is disabled: with it, a spinning node sometimes died with exit
-    code 1 on SIGINT (ros2-env.md §8). Here the signals only set an event; the spin loop ends,
-    the worker stops, a zero Twist is published and the node is destroyed.
+    code 1 on SIGINT (seen with the Jazzy wheels). Here the signals only set an event; the spin
+    loop ends, the worker stops, a zero Twist is published and the node is destroyed.
     """
     logging.basicConfig(level=logging.INFO, format='[%(levelname)s] %(name)s: %(message)s')
     rclpy.init(args=args if args is not None else sys.argv,

@@ -16,7 +16,8 @@ and integrates ``linear.x`` and ``angular.z`` every tick of ``sim_rate_hz`` (wit
 and sliding). A command older than ``cmd_timeout_s`` of simulated time is replaced by zero, as
 a real base's watchdog does.
 
-Episodes: parameter ``episode_id`` ('' = the first of ``episodes_file``, '' = the built-in set);
+Episodes: parameter ``episode_id`` ('' = the first of ``episodes_file``, '' = the built-in set;
+a ``val_unseen-*`` id with no file reads the package's shipped ``val_unseen`` episodes);
 setting it at run time switches episode; service ``~/reset`` (``std_srvs/Trigger``) restarts the
 current one. With ``pose_file`` set, every tick also writes the current episode id and
 ground-truth pose as JSON there (read by the oracle engine, see
@@ -125,7 +126,11 @@ class SimBridgeNode(Node):
         self._p = p
         self._camera = CameraConfig(int(p['width']), int(p['height']), float(p['hfov_deg']),
                                     float(p['camera_height_m']))
-        self._episodes = load_episodes(p['episodes_file'] or None)
+        episodes_file = p['episodes_file']
+        if not episodes_file and str(p['episode_id']).startswith('val_unseen-'):
+            from janusvln_ros.core.models import shipped_val_unseen_episodes
+            episodes_file = str(shipped_val_unseen_episodes())
+        self._episodes = load_episodes(episodes_file or None)
         self._dt = 1.0 / float(p['sim_rate_hz'])
         self._image_every = max(1, int(round(float(p['sim_rate_hz']) / float(p['image_rate_hz']))))
         self._sim_ns = 0

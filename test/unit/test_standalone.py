@@ -15,13 +15,10 @@ OUTSIDE = re.compile(
     r'/work/|shared/(docs|spec|tools)|\.\./shared|§|'
     r'(janusvln-spec|models-env|models|ros2-env|ros2-tools|house-style|gpu-floor|sim|'
     r'upstream-gpu-baseline)\.md')
-# Files other engineers are rewriting in parallel (issue 15); remove each once it is clean.
-PENDING = {
-    'test/run_launch.py',
-    'janusvln_ros/ros/janusvln_node.py',
-    'janusvln_ros/ros/conversions.py',
-    'janusvln_ros/core/worker.py',
-}
+# The one sanctioned outside path: where CI and developers keep the real ROS 2 launch/CLI
+# wheels for the tests (used only when the folder exists; users have them from their ROS).
+OPTIONAL_TEST_TOOLS = re.compile(r'\.\./shared/ros2-tools')
+TOOL_FILES = {'scripts/setup_env.sh', 'test/launch/ros2_tools_util.py'}
 FIGURE = re.compile(r'\b\d+(\.\d+)?\s?(ms|TFLOP/s|tok/s)\b|\b(H100|H200|A10|A100)\b')
 
 
@@ -38,9 +35,9 @@ def test_no_file_reads_or_cites_anything_outside_the_repository():
     found = []
     for path in _files():
         rel = path.relative_to(REPO).as_posix()
-        if rel in PENDING:
-            continue
         for number, line in enumerate(path.read_text(errors='replace').splitlines(), 1):
+            if rel in TOOL_FILES:
+                line = OPTIONAL_TEST_TOOLS.sub('', line)
             if OUTSIDE.search(line):
                 found.append(f'{rel}:{number}: {line.strip()}')
     assert not found, 'references outside the repository:\n' + '\n'.join(found)
