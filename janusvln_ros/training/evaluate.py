@@ -61,11 +61,13 @@ class EvalSpec:
 def build_engine(spec: EvalSpec) -> Any:
     """The engine of a spec (the model's ``lam`` overridden when ``spec.lam`` is set)."""
     from janusvln_ros.core.engine import JanusVLNEngine
+    from janusvln_ros.core.models import resolve_model_path
     from janusvln_ros.model.checkpoint import load_checkpoint
     config = EngineConfig(engine='janusvln', model_path=spec.checkpoint, device=spec.device,
                           mode=spec.mode, spatial_anchor_frames=spec.anchors,
                           spatial_window_frames=spec.window, fast_paths=False)
-    model, tokenizer = load_checkpoint(spec.checkpoint, spec.device, progress=False)
+    model, tokenizer = load_checkpoint(resolve_model_path(spec.checkpoint), spec.device,
+                                       progress=False)
     if spec.lam is not None:
         model.lam = float(spec.lam)
     return JanusVLNEngine(config, model=model, tokenizer=tokenizer)
