@@ -29,6 +29,17 @@ if str(REPO_ROOT) not in _pp.split(os.pathsep):
     os.environ['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO_ROOT), _pp) if p)
 
 
+@pytest.fixture(scope='module')
+def ros_context():
+    """One rclpy context per test module (ROS and launch tiers; rclpy imported only here)."""
+    import rclpy
+    rclpy.init()
+    try:
+        yield
+    finally:
+        rclpy.try_shutdown()
+
+
 @pytest.fixture(scope='session')
 def primed_tiny_dir(tmp_path_factory):
     """A primed tiny checkpoint (seed 0) in the released layout, written once per session.

@@ -47,13 +47,3 @@ def launcher(ros2_env, tmp_path):
     finally:
         for launch in started:
             launch.close()
-
-
-@pytest.fixture(scope='module')
-def ros_context():
-    import rclpy
-    rclpy.init()
-    try:
-        yield
-    finally:
-        rclpy.try_shutdown()

@@ -1,16 +1,6 @@
-"""Fixtures of the ROS tests: one rclpy context per test module, a driver node per test."""
+"""Fixtures of the ROS tests: a driver node per test (``ros_context`` is in test/conftest.py)."""
 
 import pytest
-import rclpy
-
-
-@pytest.fixture(scope='module')
-def ros_context():
-    rclpy.init()
-    try:
-        yield
-    finally:
-        rclpy.try_shutdown()
 
 
 @pytest.fixture
