@@ -33,8 +33,17 @@ def test_eval_oracle_writes_table_json_and_pngs(tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 1000
 
 
-def test_eval_model_needs_a_checkpoint(tmp_path):
-    assert _run(['eval', '--policy', 'model', '--out', str(tmp_path)]) == 2
+def test_eval_model_defaults_to_the_shipped_navigator(tmp_path):
+    from janusvln_ros.core.models import shipped_val_unseen_episodes
+    assert _run(['eval', '--policy', 'model', '--episodes-file',
+                 str(shipped_val_unseen_episodes()), '--episode-ids', sim.DEMO_EPISODE,
+                 '--max-steps', '40', '--out', str(tmp_path)]) == 0
+    report = json.loads((tmp_path / 'metrics.json').read_text())
+    assert report['checkpoint'] == 'janusvln_ros:navigator'
+    episode = report['episodes'][0]
+    assert episode['episode_id'] == sim.DEMO_EPISODE
+    # the demo episode: the shipped model reaches the goal in process too
+    assert episode['metrics']['sr'] == 1.0, episode
 
 
 def test_eval_with_the_tiny_model_in_process(tmp_path, tiny_unprimed_checkpoint):
@@ -65,7 +74,7 @@ def test_demo_through_ros_leaves_metrics_png_and_gif(tmp_path, tiny_unprimed_che
     assert done.returncode == 0, (done.stdout, done.stderr[-3000:], logs)
     report = json.loads((out / 'metrics.json').read_text())
     assert report['ros'] and report['policy'] == 'model'
-    assert report['episodes'][0]['episode_id'] == 'ep10'
+    assert report['episodes'][0]['episode_id'] == sim.DEMO_EPISODE
     assert (out / 'trajectory.png').stat().st_size > 1000
     assert (out / 'camera.gif').stat().st_size > 100
     assert 'wrote' in done.stdout
