@@ -6,6 +6,8 @@ Two verbs, so that rows can run in parallel processes or on another machine:
   [--policy model --checkpoint DIR --mode parity --anchors 8 --window 48 --lam 0.2]
   --json OUT.json`` evaluates one configuration (through the real engine for models) and
   writes its aggregate and per-episode results;
+* ``python bench/navigation.py subset ROW.json --first N --name NAME --json OUT.json`` keeps a
+  row's first N episodes (to compare with rows run on N);
 * ``python bench/navigation.py report ROW.json ... --out bench/results/navigation`` merges rows
   into ``navigation.json`` and ``navigation.md`` and prints the table.
 
@@ -90,6 +92,26 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_subset(args: argparse.Namespace) -> int:
+    """A row restricted to its first N episodes (to compare with rows run on N)."""
+    import dataclasses
+
+    import numpy as np
+
+    from janusvln_ros.sim.metrics import aggregate, EpisodeMetrics
+    row = json.loads(pathlib.Path(args.row).read_text())
+    episodes = row['episodes'][:args.first]
+    fields = {f.name for f in dataclasses.fields(EpisodeMetrics)}
+    agg = aggregate([EpisodeMetrics(**{k: v for k, v in e.items() if k in fields})
+                     for e in episodes])
+    agg['SR_1m'] = float(np.mean([e['sr_1m'] for e in episodes]))
+    row.update(aggregate=agg, episodes=episodes, limit=args.first,
+               note=f'first {args.first} episodes of {args.row}')
+    row['spec']['name'] = args.name
+    pathlib.Path(args.json).write_text(json.dumps(row) + '\n')
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -113,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     row.add_argument('--quiet', action='store_true')
     row.add_argument('--json', required=True)
     row.set_defaults(func=run_row)
+    subset = sub.add_parser('subset')
+    subset.add_argument('row')
+    subset.add_argument('--first', type=int, required=True)
+    subset.add_argument('--name', required=True)
+    subset.add_argument('--json', required=True)
+    subset.set_defaults(func=run_subset)
     rep = sub.add_parser('report')
     rep.add_argument('rows', nargs='+')
     rep.add_argument('--out', default=str(ROOT / 'bench' / 'results' / 'navigation'))

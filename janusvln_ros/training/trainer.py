@@ -261,6 +261,10 @@ def train(config: TrainConfig, data: NavigationData | None = None,
         info = load_trainer_state(model_dir, optimizer)
         step = int(info['step'])
         logger.info('resuming %s at step %d of %d', out, step, total)
+    if config.lam is not None and config.lam != model.lam:
+        # The checkpoint records the fusion weight it was trained with (0: without 3-D).
+        model.config = dataclasses.replace(model.config, lam=float(config.lam))
+        model.lam = float(config.lam)
     module = NavigatorModule(model, config.train_vggt, config.lam)
     wrapped = wrap_ddp(module, ctx)
     prompt = PromptBuilder(tokenizer)
