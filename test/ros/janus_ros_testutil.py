@@ -130,7 +130,7 @@ class Driver:
         self._executor.shutdown()
         self.node.destroy_node()
 
-    def call(self, client: Any, request: Any, timeout: float = 10.0) -> Any:
+    def call(self, client: Any, request: Any, timeout: float = 30.0) -> Any:
         assert client.wait_for_service(timeout_sec=timeout), f'{client.srv_name} unavailable'
         future = client.call_async(request)
         assert wait_until(future.done, timeout), f'{client.srv_name} did not answer'

@@ -282,6 +282,8 @@ def test_worker_runs_episode_to_stop():
         assert h.worker.final(1).state == EpisodeState.SUCCEEDED
         assert h.motion.ended_count == 3
         assert any(c.linear > 0 for c in h.commands) and any(c.angular < 0 for c in h.commands)
+        # the final event is delivered right after the state changes: wait for it
+        assert wait_until(lambda: h.events and h.events[-1].state == EpisodeState.SUCCEEDED, 5.0)
         states = [e.state for e in h.events]
         assert states[0] == EpisodeState.NAVIGATING and states[-1] == EpisodeState.SUCCEEDED
         # each frame used by a step arrived after the previous primitive ended
