@@ -124,6 +124,20 @@ def camera_timeouts(rec: dict) -> List[dict]:
     return [s for s in rec['status'] if 'camera timeout' in s['message']]
 
 
+def steps_on_frames_before(rec: dict, t_end: float) -> List[int]:
+    """Steps of the probe's episode whose frame reached the robot host side by ``t_end``.
+
+    A step status names its frame by header stamp; the frame's time on the robot host (where
+    the bridge published it) says when the step's input was captured, however late the status
+    itself arrived back (reliable retransmission under loss can hold it for seconds).
+    """
+    frames = {}
+    for key, t in rec['frames']:
+        frames.setdefault(key, t)
+    return sorted({s['step'] for s in episode_statuses(rec)
+                   if s['step'] > 0 and s['stamp'] in frames and frames[s['stamp']] <= t_end})
+
+
 def step_latencies(rec: dict) -> Dict[str, List[float]]:
     """Camera-to-command latency per step, measured on the robot host, in milliseconds.
 
