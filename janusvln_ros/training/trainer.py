@@ -106,7 +106,8 @@ class TrainConfig:
 def build_model(config: TrainConfig, tokenizer: Any) -> JanusVLNForNavigation:
     """The model to train: ``init`` if given, else a fresh ``small`` preset (seeded)."""
     if config.init:
-        model, _ = load_checkpoint(config.init, 'cpu', progress=False)
+        from janusvln_ros.core.models import resolve_model_path
+        model, _ = load_checkpoint(resolve_model_path(config.init), 'cpu', progress=False)
     else:
         torch.manual_seed(config.seed)
         model = JanusVLNForNavigation.from_config(
