@@ -124,6 +124,14 @@ def camera_timeouts(rec: dict) -> List[dict]:
     return [s for s in rec['status'] if 'camera timeout' in s['message']]
 
 
+def frame_times(rec: dict) -> Dict[str, float]:
+    """Each camera frame's first arrival time on the robot host, by header stamp key."""
+    frames: Dict[str, float] = {}
+    for key, t in rec['frames']:
+        frames.setdefault(key, t)
+    return frames
+
+
 def steps_on_frames_before(rec: dict, t_end: float) -> List[int]:
     """Steps of the probe's episode whose frame reached the robot host side by ``t_end``.
 
@@ -131,9 +139,7 @@ def steps_on_frames_before(rec: dict, t_end: float) -> List[int]:
     the bridge published it) says when the step's input was captured, however late the status
     itself arrived back (reliable retransmission under loss can hold it for seconds).
     """
-    frames = {}
-    for key, t in rec['frames']:
-        frames.setdefault(key, t)
+    frames = frame_times(rec)
     return sorted({s['step'] for s in episode_statuses(rec)
                    if s['step'] > 0 and s['stamp'] in frames and frames[s['stamp']] <= t_end})
 
@@ -147,9 +153,7 @@ def step_latencies(rec: dict) -> Dict[str, List[float]]:
     the first non-zero ``cmd_vel`` that arrived after the frame time and not earlier than
     50 ms before that status (STOP steps, with no motion, are skipped).
     """
-    frames = {}
-    for key, t in rec['frames']:
-        frames.setdefault(key, t)
+    frames = frame_times(rec)
     seen = set()
     status_ms, cmd_ms = [], []
     cmds = [(t, lin, ang) for t, lin, ang in rec['cmd_raw'] if lin or ang]
