@@ -91,6 +91,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dg.add_argument('--device', default='cpu')
     dg.add_argument('--workers', type=int, default=1)
     dg.add_argument('--seed', type=int, default=0)
+    dg.add_argument('--stray-m', type=float, default=3.0,
+                    help='end a rollout this far (geodesic m) above its best distance; 0: never')
+    dg.add_argument('--spin-limit', type=int, default=24,
+                    help='end a rollout after this many turns in a row; 0: never')
+    dg.add_argument('--max-minutes', type=float, default=0.0,
+                    help='start no new rollout after this wall time; 0: no limit')
+    dg.add_argument('--episodes-per-shard', type=int, default=16)
     dg.set_defaults(func=run_dagger)
 
 
@@ -169,7 +176,9 @@ def run_dagger(args: argparse.Namespace) -> int:
                                                                      replace=False)
         episodes = [episodes[i] for i in sorted(keep)]
     manifest = collect_dagger(args.out, episodes, args.checkpoint, args.round, args.beta,
-                              device=args.device, workers=args.workers, seed=args.seed)
+                              device=args.device, workers=args.workers, seed=args.seed,
+                              episodes_per_shard=args.episodes_per_shard, stray_m=args.stray_m,
+                              spin_limit=args.spin_limit, max_minutes=args.max_minutes)
     sys.stdout.write(f'{args.out}: {manifest["num_episodes"]} rollouts, '
                      f'{manifest["num_frames"]} frames, learner agreement '
                      f'{manifest["learner_agreement"]:.3f}\n')

@@ -32,7 +32,7 @@ from janusvln_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from janusvln_ros.model.config import JanusVLNConfig
 from janusvln_ros.model.janusvln import JanusVLNForNavigation
 from janusvln_ros.model.prompt import PromptBuilder
-from janusvln_ros.model.tokenizer import load_bundled_tokenizer
+from janusvln_ros.model.tokenizer import load_bundled_tokenizer, load_tokenizer
 from janusvln_ros.training.batch import PromptCache, sample_tuples
 from janusvln_ros.training.dataset import load_datasets, NavigationData
 from janusvln_ros.training.forward import NavigatorModule, trainable_groups
@@ -115,6 +115,14 @@ def build_model(config: TrainConfig, tokenizer: Any) -> JanusVLNForNavigation:
     if config.vggt_weights:
         load_aggregator(model, config.vggt_weights)
     return model
+
+
+def start_tokenizer(config: TrainConfig) -> Any:
+    """The ``init`` checkpoint's own tokenizer, else the bundled Qwen2 tokenizer."""
+    if config.init:
+        from janusvln_ros.core.models import resolve_model_path
+        return load_tokenizer(resolve_model_path(config.init))
+    return load_bundled_tokenizer()
 
 
 def load_aggregator(model: JanusVLNForNavigation, path: str) -> None:
@@ -238,7 +246,7 @@ def train(config: TrainConfig, data: NavigationData | None = None,
     model_dir = out / MODEL_DIR
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
-    tokenizer = load_bundled_tokenizer()
+    tokenizer = start_tokenizer(config)
     resume = config.resume and has_trainer_state(model_dir)
     if resume:
         model, _ = load_checkpoint(model_dir, 'cpu', progress=False)

@@ -7,12 +7,14 @@ something between the checkpoint and the engine changed.
 """
 
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from janusvln_ros.core.models import SHIPPED_NAVIGATOR, shipped_navigator_dir
 from janusvln_ros.core.models import shipped_val_unseen_episodes
+from janusvln_ros.core.types import Action
 from janusvln_ros.sim.episodes import load_episodes
 from janusvln_ros.sim.splits import generate_house_episodes
 from janusvln_ros.training.dagger import rollout
@@ -66,3 +68,32 @@ def test_dagger_rollout_labels_visited_states_with_the_expert():
     assert 0.0 <= summary['agreement'] <= 1.0
     assert len(learner.frames) == len(learner.actions) == len(learner.poses)
     assert np.asarray(learner.frames[0]).shape == (168, 224, 3)
+
+
+class _Spinner:
+    """A learner that only ever turns left (the failure the spin cut is for)."""
+
+    def reset(self, instruction: str) -> None:
+        del instruction
+
+    def step(self, rgb: np.ndarray) -> SimpleNamespace:
+        del rgb
+        return SimpleNamespace(action=Action.TURN_LEFT)
+
+
+def test_dagger_rollout_ends_a_full_spin_in_place():
+    episode = load_episodes(shipped_val_unseen_episodes())[1]
+    spec = RenderSpec(max_steps=30)
+    pool = EnvPool(spec.camera())
+    try:
+        cut, full = Recorder(), Recorder()
+        spun = rollout(pool.get(episode.house), _Spinner(), episode, spec, 0.0,
+                       random.Random(0), cut, 'dagger-r1', spin_limit=24)
+        kept = rollout(pool.get(episode.house), _Spinner(), episode, spec, 0.0,
+                       random.Random(0), full, 'dagger-r1', spin_limit=0)
+    finally:
+        pool.close()
+    assert (spun['ended'], spun['steps'], len(cut.frames)) == ('spin', 24, 24)
+    assert (kept['ended'], kept['steps'], len(full.frames)) == ('max_steps', 30, 30)
+    # every visited state, the last included, carries the expert's label
+    assert len(cut.actions) == 24 and not spun['stopped']
