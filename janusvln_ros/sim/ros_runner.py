@@ -94,7 +94,7 @@ class StackConfig:
     angular_speed_radps: float = 1.0
     motion_mode: str = 'odometry'
     real_time_factor: float = 1.0
-    lockstep_timeout_s: float = 1.0
+    lockstep_timeout_s: float = 5.0
     max_steps: int = 500
     log_dir: str = '.'
 
