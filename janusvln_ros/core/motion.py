@@ -13,10 +13,12 @@ started with: :meth:`ActionExecutor.update_config` applies from the next primiti
 In odometry mode the commanded speed drops to remaining / ``approach_time_s`` near the target
 (never below ``approach_min_speed_ratio`` of the configured speed), so the delay between the
 odometry that reaches the target and the zero command taking effect on the base moves it only a
-little further. When the odometry reports velocity, a reached primitive then *settles*: it
-commands zero and ends only when odometry shows the robot at rest (or after
-``settle_timeout_s``); :attr:`ActionExecutor.last_end_s` is that moment, so a frame captured
-after it shows where the robot stopped.
+little further; nor does it exceed remaining / (the period of the odometry readings), so that
+the last command does not carry the robot past the target before the next reading. When the
+odometry reports velocity, a reached primitive then *settles*: it commands zero and ends only
+when odometry shows the robot at rest (or after ``settle_timeout_s``);
+:attr:`ActionExecutor.last_end_s` is that moment, so a frame captured after it shows where the
+robot stopped.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ logger = logging.getLogger(__name__)
 # Odometry velocities at or below these count as "at rest" (settling after a primitive).
 SETTLED_LINEAR_MPS = 0.005
 SETTLED_ANGULAR_RADPS = 0.01
+# An odometry-closed primitive has reached its target when this little (m or rad) is left.
+REACHED_EPS = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +97,8 @@ class ActionExecutor:
         self._pose: tuple[float, float, float] | None = None
         self._pose_t: float | None = None
         self._twist: tuple[float, float] | None = None
-        self._pose_stamp = 0.0
+        self._pose_stamp: float | None = None
+        self._odom_period: float | None = None    # between the last two odometry readings
         self._last_end_settled = False
         self._settling_since: float | None = None   # target reached, waiting for rest
         self._ended = 0
@@ -192,8 +197,11 @@ class ActionExecutor:
         with self._cond:
             self._pose = (float(x), float(y), float(yaw))
             self._pose_t = now
+            previous = self._pose_stamp
             self._pose_stamp = stamp if stamp is not None and abs(now - stamp) <= \
                 self._run_config.odometry_stale_s else now
+            if previous is not None and self._pose_stamp > previous:
+                self._odom_period = self._pose_stamp - previous
             self._twist = None if twist is None else (float(twist[0]), float(twist[1]))
             if self._action is not None and self._run_config.motion_mode == 'odometry' \
                     and not self._pending_start:
@@ -266,9 +274,12 @@ class ActionExecutor:
         speed = cfg.linear_speed_mps if self._action == Action.MOVE_FORWARD \
             else cfg.angular_speed_radps
         remaining = self._remaining_locked()
-        if cfg.motion_mode == 'odometry' and cfg.approach_time_s > 0 and remaining is not None:
-            speed = min(speed, max(cfg.approach_min_speed_ratio * speed,
-                                   remaining / cfg.approach_time_s))
+        if cfg.motion_mode == 'odometry' and remaining is not None:
+            if cfg.approach_time_s > 0:
+                speed = min(speed, max(cfg.approach_min_speed_ratio * speed,
+                                       remaining / cfg.approach_time_s))
+            if self._odom_period is not None:
+                speed = min(speed, max(0.0, remaining) / self._odom_period)
         if self._action == Action.MOVE_FORWARD:
             return MotionCommand(speed, 0.0, True)
         sign = 1.0 if self._action == Action.TURN_LEFT else -1.0
@@ -286,7 +297,7 @@ class ActionExecutor:
 
     def _check_odometry_locked(self, now: float) -> None:
         remaining = self._remaining_locked()
-        if remaining is None or remaining > 0:
+        if remaining is None or remaining > REACHED_EPS:
             return
         if self._twist is not None and self._run_config.settle_timeout_s > 0:
             self._settling_since = now     # command zero until odometry reports rest
@@ -298,7 +309,8 @@ class ActionExecutor:
         twist = self._twist
         if twist is not None and abs(twist[0]) <= SETTLED_LINEAR_MPS \
                 and abs(twist[1]) <= SETTLED_ANGULAR_RADPS:
-            self._end_locked(True, 'done', self._pose_stamp, settled=True)
+            end = self._pose_stamp if self._pose_stamp is not None else now
+            self._end_locked(True, 'done', end, settled=True)
 
     def _end_locked(self, completed: bool, reason: str, end_s: float | None = None,
                     settled: bool = False) -> None:

@@ -598,17 +598,20 @@ def test_odometry_motion_slows_near_the_target_and_settles_before_it_ends():
     assert ex.command(0.0).linear == 0.5                 # 0.25 m to go: full speed
     ex.update_odometry(0.2, 0.0, 0.0, 0.1, twist=(0.5, 0.0))
     assert ex.command(0.1).linear == pytest.approx(0.05 / 0.2)   # remaining / approach time
-    ex.update_odometry(0.2499, 0.0, 0.0, 0.2, twist=(0.25, 0.0))
+    ex.update_odometry(0.248, 0.0, 0.0, 0.2, twist=(0.25, 0.0))
     assert ex.command(0.2).linear == pytest.approx(0.01)          # the floor: 2 % of 0.5
+    # Never more than reaches the target by the next reading (readings 0.02 s apart).
+    ex.update_odometry(0.2499, 0.0, 0.0, 0.22, twist=(0.01, 0.0))
+    assert ex.command(0.22).linear == pytest.approx(0.0001 / 0.02)
     # Reached while the base still moves: zero is commanded, the primitive is not over yet.
-    ex.update_odometry(0.2501, 0.0, 0.0, 0.22, twist=(0.01, 0.0), stamp=0.22)
-    assert ex.busy and not ex.command(0.22).active
-    ex.update_odometry(0.2502, 0.0, 0.0, 0.25, twist=(0.01, 0.0), stamp=0.24)
+    ex.update_odometry(0.2501, 0.0, 0.0, 0.24, twist=(0.01, 0.0), stamp=0.24)
+    assert ex.busy and not ex.command(0.24).active
+    ex.update_odometry(0.2502, 0.0, 0.0, 0.27, twist=(0.01, 0.0), stamp=0.26)
     assert ex.busy
     # At rest: it ends at the stamp of that reading, which the worker then trusts exactly.
-    ex.update_odometry(0.2502, 0.0, 0.0, 0.27, twist=(0.0, 0.0), stamp=0.26)
+    ex.update_odometry(0.2502, 0.0, 0.0, 0.29, twist=(0.0, 0.0), stamp=0.28)
     assert not ex.busy and ex.last_outcome.completed and ex.last_outcome.reason == 'done'
-    assert ex.last_end_s == 0.26 and ex.last_end_settled
+    assert ex.last_end_s == 0.28 and ex.last_end_settled
     # A turn that never reports rest ends after settle_timeout_s.
     ex.execute(Action.TURN_LEFT)
     assert ex.command(0.3).angular == cfg.angular_speed_radps
