@@ -149,6 +149,7 @@ class JanusVLNNode(LifecycleNode):
         declare_config_parameters(self)
         self._image_group = MutuallyExclusiveCallbackGroup()
         self._control_group = MutuallyExclusiveCallbackGroup()
+        self._odom_group = MutuallyExclusiveCallbackGroup()    # answers odom without waiting
         self._service_group = MutuallyExclusiveCallbackGroup()
         self._action_group = ReentrantCallbackGroup()
         # One lock around "check active, compute, publish" and "deactivate, publish zero".
@@ -272,7 +273,7 @@ class JanusVLNNode(LifecycleNode):
         if mcfg.motion_mode == 'odometry':
             self._activity.append(self.create_subscription(
                 Odometry, 'odom', self._odom_callback, ODOM_QOS,
-                callback_group=self._control_group))
+                callback_group=self._odom_group))
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1),
                           on_clock_change=True),
