@@ -9,6 +9,16 @@ time earlier than the primitive's start (the clock jumped backwards: a looping b
 reset) aborts the primitive. Anything unexpected (stale odometry, timeout, a backwards clock,
 :meth:`stop`) ends the primitive with zero velocity. A primitive runs with the configuration it
 started with: :meth:`ActionExecutor.update_config` applies from the next primitive on.
+
+In odometry mode the commanded speed drops to remaining / ``approach_time_s`` near the target
+(never below ``approach_min_speed_ratio`` of the configured speed), so the delay between the
+odometry that reaches the target and the zero command taking effect on the base moves it only a
+little further; nor does it exceed remaining / (the period of the odometry readings), so that
+the last command does not carry the robot past the target before the next reading. When the
+odometry reports velocity, a reached primitive then *settles*: it commands zero and ends only
+when odometry shows the robot at rest (or after ``settle_timeout_s``);
+:attr:`ActionExecutor.last_end_s` is that moment, so a frame captured after it shows where the
+robot stopped.
 """
 
 from __future__ import annotations
@@ -22,6 +32,12 @@ from janusvln_ros.core.node_config import MotionConfig
 from janusvln_ros.core.types import Action
 
 logger = logging.getLogger(__name__)
+
+# Odometry velocities at or below these count as "at rest" (settling after a primitive).
+SETTLED_LINEAR_MPS = 0.005
+SETTLED_ANGULAR_RADPS = 0.01
+# An odometry-closed primitive has reached its target when this little (m or rad) is left.
+REACHED_EPS = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +96,11 @@ class ActionExecutor:
         self._start_pose: tuple[float, float, float] | None = None
         self._pose: tuple[float, float, float] | None = None
         self._pose_t: float | None = None
+        self._twist: tuple[float, float] | None = None
+        self._pose_stamp: float | None = None
+        self._odom_period: float | None = None    # between the last two odometry readings
+        self._last_end_settled = False
+        self._settling_since: float | None = None   # target reached, waiting for rest
         self._ended = 0
         self._last_outcome: PrimitiveOutcome | None = None
 
@@ -110,10 +131,17 @@ class ActionExecutor:
         """Time (caller's clock) at which the last primitive ended, None before the first.
 
         For a primitive aborted by :meth:`stop` (which takes no time) this is the time of the
-        last :meth:`command` call, i.e. of the last velocity published for it.
+        last :meth:`command` call, i.e. of the last velocity published for it. For one ended by
+        odometry it is the time of that odometry reading (its stamp when it settled).
         """
         with self._cond:
             return self._last_end_s
+
+    @property
+    def last_end_settled(self) -> bool:
+        """True if the last primitive ended because odometry reported the robot at rest."""
+        with self._cond:
+            return self._last_end_settled
 
     @property
     def ended_count(self) -> int:
@@ -136,6 +164,7 @@ class ActionExecutor:
             self._run_config = self._config
             self._pending_start = True
             self._start_pose = None
+            self._settling_since = None
 
     def stop(self, reason: str = 'stopped') -> bool:
         """Abort the running primitive (if any); returns True if one was running."""
@@ -150,14 +179,36 @@ class ActionExecutor:
         with self._cond:
             return self._cond.wait_for(lambda: self._action is None, timeout)
 
-    def update_odometry(self, x: float, y: float, yaw: float, now: float) -> None:
-        """Record the robot pose (odometry frame, metres and radians) at time ``now`` (s)."""
+    def update_odometry(self, x: float, y: float, yaw: float, now: float,
+                        twist: tuple[float, float] | None = None,
+                        stamp: float | None = None) -> None:
+        """Record the robot pose (odometry frame, metres and radians) at time ``now`` (s).
+
+        Args:
+            x: Position in metres.
+            y: Position in metres.
+            yaw: Heading in radians.
+            now: Time of the reading on the caller's clock, in seconds.
+            twist: The odometry's ``(linear, angular)`` velocity, if it reports one; it lets a
+                reached primitive settle (end once the robot is at rest).
+            stamp: The odometry's own stamp on the same clock, if it has one: a settled
+                primitive ends at it (a frame of that instant then counts as taken at rest).
+        """
         with self._cond:
             self._pose = (float(x), float(y), float(yaw))
             self._pose_t = now
+            previous = self._pose_stamp
+            self._pose_stamp = stamp if stamp is not None and abs(now - stamp) <= \
+                self._run_config.odometry_stale_s else now
+            if previous is not None and self._pose_stamp > previous:
+                self._odom_period = self._pose_stamp - previous
+            self._twist = None if twist is None else (float(twist[0]), float(twist[1]))
             if self._action is not None and self._run_config.motion_mode == 'odometry' \
                     and not self._pending_start:
-                self._check_odometry_locked(now)
+                if self._settling_since is not None:
+                    self._check_settled_locked(now)
+                else:
+                    self._check_odometry_locked(now)
 
     def command(self, now: float) -> MotionCommand:
         """Advance the state machine to time ``now`` (s) and return the velocity to publish."""
@@ -185,6 +236,13 @@ class ActionExecutor:
                     self._end_locked(True, 'done')
                     return ZERO
             else:
+                if self._settling_since is not None:
+                    if now - self._settling_since >= cfg.settle_timeout_s:
+                        logger.warning('%s reached its target but odometry did not report '
+                                       'rest within %.2f s', self._action.name,
+                                       cfg.settle_timeout_s)
+                        self._end_locked(True, 'done', now)
+                    return ZERO
                 if now - self._start_t > cfg.odometry_timeout_s:
                     self._end_locked(False, 'odometry timeout')
                     return ZERO
@@ -192,7 +250,7 @@ class ActionExecutor:
                     self._end_locked(False, 'odometry stale')
                     return ZERO
                 self._check_odometry_locked(now)
-                if self._action is None:
+                if self._action is None or self._settling_since is not None:
                     return ZERO
             return self._velocity_locked()
 
@@ -213,30 +271,57 @@ class ActionExecutor:
 
     def _velocity_locked(self) -> MotionCommand:
         cfg = self._run_config
+        speed = cfg.linear_speed_mps if self._action == Action.MOVE_FORWARD \
+            else cfg.angular_speed_radps
+        remaining = self._remaining_locked()
+        if cfg.motion_mode == 'odometry' and remaining is not None:
+            if cfg.approach_time_s > 0:
+                speed = min(speed, max(cfg.approach_min_speed_ratio * speed,
+                                       remaining / cfg.approach_time_s))
+            if self._odom_period is not None:
+                speed = min(speed, max(0.0, remaining) / self._odom_period)
         if self._action == Action.MOVE_FORWARD:
-            return MotionCommand(cfg.linear_speed_mps, 0.0, True)
+            return MotionCommand(speed, 0.0, True)
         sign = 1.0 if self._action == Action.TURN_LEFT else -1.0
-        return MotionCommand(0.0, sign * cfg.angular_speed_radps, True)
+        return MotionCommand(0.0, sign * speed, True)
 
-    def _check_odometry_locked(self, now: float) -> None:
+    def _remaining_locked(self) -> float | None:
+        """Distance (m) or angle (rad) still to go by odometry; None without odometry."""
         if self._start_pose is None or self._pose is None:
-            return
+            return None
         x0, y0, yaw0 = self._start_pose
         x, y, yaw = self._pose
         if self._action == Action.MOVE_FORWARD:
-            reached = math.hypot(x - x0, y - y0) >= self._run_config.forward_distance_m
-        else:
-            reached = abs(wrap_angle(yaw - yaw0)) >= self._run_config.turn_angle_rad
-        if reached:
-            self._end_locked(True, 'done')
+            return self._run_config.forward_distance_m - math.hypot(x - x0, y - y0)
+        return self._run_config.turn_angle_rad - abs(wrap_angle(yaw - yaw0))
 
-    def _end_locked(self, completed: bool, reason: str) -> None:
+    def _check_odometry_locked(self, now: float) -> None:
+        remaining = self._remaining_locked()
+        if remaining is None or remaining > REACHED_EPS:
+            return
+        if self._twist is not None and self._run_config.settle_timeout_s > 0:
+            self._settling_since = now     # command zero until odometry reports rest
+            self._check_settled_locked(now)
+        else:
+            self._end_locked(True, 'done', now)
+
+    def _check_settled_locked(self, now: float) -> None:
+        twist = self._twist
+        if twist is not None and abs(twist[0]) <= SETTLED_LINEAR_MPS \
+                and abs(twist[1]) <= SETTLED_ANGULAR_RADPS:
+            end = self._pose_stamp if self._pose_stamp is not None else now
+            self._end_locked(True, 'done', end, settled=True)
+
+    def _end_locked(self, completed: bool, reason: str, end_s: float | None = None,
+                    settled: bool = False) -> None:
         assert self._action is not None
         self._ended += 1
         self._last_outcome = PrimitiveOutcome(self._action, completed, reason, self._ended)
-        self._last_end_s = self._last_now
+        self._last_end_s = self._last_now if end_s is None else end_s
+        self._last_end_settled = settled
         if not completed:
             logger.info('primitive %s aborted: %s', self._action.name, reason)
         self._action = None
         self._pending_start = False
+        self._settling_since = None
         self._cond.notify_all()

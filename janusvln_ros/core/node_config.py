@@ -49,6 +49,14 @@ class MotionConfig:
         control_rate_hz: Rate of the control timer that publishes cmd_vel.
         odometry_timeout_s: Odometry mode: abort a primitive that has not finished after this time.
         odometry_stale_s: Odometry mode: abort a primitive when no odom arrived for this long.
+        approach_time_s: Odometry mode: slow down near the target, commanding remaining
+            distance (or angle) / this time once that is below the configured speed (0 = full
+            speed until the target is reached).
+        approach_min_speed_ratio: Odometry mode: the slowed-down speed never drops below this
+            fraction of the configured speed.
+        settle_timeout_s: Odometry mode, with an odom that reports velocity: after the target
+            is reached the primitive ends only once odom reports the robot at rest (so the next
+            frame shows where it stopped), or after this long (0 = end at the target).
     """
 
     motion_mode: str = 'timed'
@@ -59,6 +67,9 @@ class MotionConfig:
     control_rate_hz: float = 20.0
     odometry_timeout_s: float = 5.0
     odometry_stale_s: float = 0.5
+    approach_time_s: float = 0.2
+    approach_min_speed_ratio: float = 0.02
+    settle_timeout_s: float = 1.0
 
     def __post_init__(self) -> None:
         """Validate every field; raise :class:`ConfigError` naming the bad one."""
@@ -68,6 +79,11 @@ class MotionConfig:
         _check_positive(self, ('forward_distance_m', 'turn_angle_deg', 'linear_speed_mps',
                                'angular_speed_radps', 'control_rate_hz', 'odometry_timeout_s',
                                'odometry_stale_s'))
+        _check_positive(self, ('approach_time_s', 'settle_timeout_s'), allow_zero=True)
+        _check_positive(self, ('approach_min_speed_ratio',))
+        if self.approach_min_speed_ratio > 1.0:
+            raise ConfigError('approach_min_speed_ratio: expected <= 1, got '
+                              f'{self.approach_min_speed_ratio}')
         if self.turn_angle_deg > 180.0:
             raise ConfigError(f'turn_angle_deg: expected <= 180, got {self.turn_angle_deg}')
 
@@ -128,6 +144,7 @@ class NodeConfig:
 # Parameters that may change while the node runs (validated in the on-set callback).
 TUNABLE_FIELDS = frozenset({
     'forward_distance_m', 'turn_angle_deg', 'linear_speed_mps', 'angular_speed_radps',
-    'odometry_timeout_s', 'odometry_stale_s', 'camera_timeout_s', 'max_steps',
+    'odometry_timeout_s', 'odometry_stale_s', 'approach_time_s', 'approach_min_speed_ratio',
+    'settle_timeout_s', 'camera_timeout_s', 'max_steps',
     'max_instruction_chars', 'step_latency_budget_ms',
 })

@@ -39,7 +39,8 @@ __all__ = ['EpisodeRecords', 'EpisodeSnapshot', 'EpisodeState', 'FINAL_STATES',
            'validate_instruction']
 
 # A frame counts as captured after the primitive ended if its stamp is at most this much older
-# than the end (control-tick granularity and camera exposure; one 20 Hz control period).
+# than the end (control-tick granularity and camera exposure; one 20 Hz control period). Not
+# applied when the primitive ended on odometry reporting the robot at rest: that time is exact.
 FRAME_STAMP_TOLERANCE_S = 0.05
 # Stamps further than this from the worker's clock are taken to be from another clock (a bag,
 # an unsynchronised camera host): the worker then falls back to arrival order, with a warning.
@@ -93,6 +94,7 @@ class InferenceWorker:
         self.records = EpisodeRecords()
         self._frame_mark = 0
         self._after_s: float | None = None     # frames must be captured after this time
+        self._after_tolerance_s = FRAME_STAMP_TOLERANCE_S
         self._mark_after_idle = False
         self._in_step = False
         self._step_started = 0.0
@@ -292,6 +294,8 @@ class InferenceWorker:
             self._frame_mark = self._slot.seq
             end = self._motion.last_end_s
             self._after_s = end if end is not None else self._clock()
+            self._after_tolerance_s = 0.0 if self._motion.last_end_settled \
+                else FRAME_STAMP_TOLERANCE_S
             self._mark_after_idle = False
         item = self._slot.take_newer(self._frame_mark, self._poll_s)
         if item is None or self._stop.is_set():
@@ -338,7 +342,7 @@ class InferenceWorker:
                 logger.warning('frame %s: using arrival order, so a frame taken during the '
                                'last primitive may be used', why)
             return True
-        return capture >= after - FRAME_STAMP_TOLERANCE_S
+        return capture >= after - self._after_tolerance_s
 
     def _handle_result(self, episode_id: int, result: StepResult, stamp: Any) -> None:
         self.step_stats.add(result.total_ms)
@@ -420,6 +424,7 @@ class InferenceWorker:
             self.records.start(pending.episode_id)
             self._frame_mark = self._slot.seq
             self._after_s = self._motion.last_end_s    # when the preempted primitive stopped
+            self._after_tolerance_s = FRAME_STAMP_TOLERANCE_S
             self._mark_after_idle = False
         logger.info('episode %d started: %r', pending.episode_id, pending.text[:80])
         self._emit(snap)

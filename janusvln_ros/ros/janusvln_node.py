@@ -4,7 +4,10 @@ A thin adapter over the pure core: the image callback converts and stores the
 newest frame in a :class:`~janusvln_ros.core.worker.LatestSlot`; the
 :class:`~janusvln_ros.core.worker.InferenceWorker` thread runs the engine, one step per executed
 primitive; the control timer publishes the :class:`~janusvln_ros.core.motion.ActionExecutor`'s
-velocities and the worker's events. Only executor threads touch ROS entities.
+velocities and the worker's events (in odometry mode the odometry callback publishes the
+velocities, one command per reading, stamped with its stamp when ``cmd_vel`` is TwistStamped;
+the timer still runs the watchdogs and sends the zeros). Only executor threads touch ROS
+entities.
 
 Lifecycle: configure builds the engine (FAILURE with the reason on a bad config or checkpoint, so
 it can be retried), activate starts the subscriptions, timers and worker, deactivate stops the
@@ -146,6 +149,7 @@ class JanusVLNNode(LifecycleNode):
         declare_config_parameters(self)
         self._image_group = MutuallyExclusiveCallbackGroup()
         self._control_group = MutuallyExclusiveCallbackGroup()
+        self._odom_group = MutuallyExclusiveCallbackGroup()    # answers odom without waiting
         self._service_group = MutuallyExclusiveCallbackGroup()
         self._action_group = ReentrantCallbackGroup()
         # One lock around "check active, compute, publish" and "deactivate, publish zero".
@@ -228,6 +232,10 @@ class JanusVLNNode(LifecycleNode):
             return self._configure_failed(f'could not build the {engine_cfg.engine!r} engine '
                                           f'from {engine_cfg.model_path!r}: {exc}')
         self._engine = engine
+        # The model's objects live as long as the engine: keep them out of the cyclic garbage
+        # collector, whose full passes over them (0.4 s measured with the shipped navigator)
+        # stalled the control and odometry callbacks. Undone in _free_engine.
+        gc.freeze()
         self._slot = LatestSlot()
         self._motion = ActionExecutor(self._motion_cfg)
         self._worker = InferenceWorker(engine, self._slot, self._motion,
@@ -269,7 +277,7 @@ class JanusVLNNode(LifecycleNode):
         if mcfg.motion_mode == 'odometry':
             self._activity.append(self.create_subscription(
                 Odometry, 'odom', self._odom_callback, ODOM_QOS,
-                callback_group=self._control_group))
+                callback_group=self._odom_group))
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1),
                           on_clock_change=True),
@@ -393,6 +401,7 @@ class JanusVLNNode(LifecycleNode):
                 engine.close()
             except Exception as exc:  # noqa: BLE001
                 self.get_logger().warning(f'engine.close failed: {exc}')
+        gc.unfreeze()
         gc.collect()
         torch = sys.modules.get('torch')
         if torch is not None and torch.cuda.is_available():
@@ -435,7 +444,15 @@ class JanusVLNNode(LifecycleNode):
         motion = self._motion
         if motion is not None:
             x, y, yaw = odometry_to_pose(msg)
-            motion.update_odometry(x, y, yaw, self._now_s())
+            twist = msg.twist.twist
+            stamp = stamp_seconds(msg.header.stamp)
+            motion.update_odometry(x, y, yaw, self._now_s(),
+                                   twist=(twist.linear.x, twist.angular.z),
+                                   stamp=stamp)
+            # Act on the new reading now, not at the next control tick: the speed near the
+            # target and the zero Twist once it is reached go out with no timer delay, stamped
+            # (TwistStamped) with the stamp of the reading they answer.
+            self._drive(stamp=msg.header.stamp if stamp is not None else None)
 
     @_guarded('clock jump')
     def _clock_jump_callback(self, jump: TimeJump) -> None:
@@ -455,6 +472,19 @@ class JanusVLNNode(LifecycleNode):
 
     @_guarded('control')
     def _control_callback(self) -> None:
+        # In odometry mode velocities answer odom readings (_odom_callback), one command per
+        # reading; the timer still runs the watchdogs and sends the zero when a primitive ends.
+        self._drive(publish_motion=self._motion_cfg.motion_mode != 'odometry')
+        self._drain_events()
+
+    def _drive(self, publish_motion: bool = True, stamp: Any = None) -> None:
+        """Advance the motion to now and publish its velocity (zero once, when it ends).
+
+        Args:
+            publish_motion: Publish the velocity of a running primitive (False: only the zero).
+            stamp: Stamp of the velocity of a running primitive (None: now); a zero is always
+                stamped now.
+        """
         with self._cmd_lock:
             motion, worker = self._motion, self._worker
             if not self._active or motion is None or worker is None:
@@ -474,15 +504,15 @@ class JanusVLNNode(LifecycleNode):
                 self._camera_timed_out = False
             command = motion.command(now)
             if command.active:
-                self._publish_cmd(command.linear, command.angular)
-                self._moving = True
+                if publish_motion:
+                    self._publish_cmd(command.linear, command.angular, stamp)
+                    self._moving = True
             elif self._moving:
                 self._publish_zero()
         if warn:
             text = (f'camera timeout: no image for more than {timeout:.2f} s; robot stopped')
             self.get_logger().warning(text)
             self._publish_status_message(text)
-        self._drain_events()
 
     @_guarded('status timer')
     def _status_timer_callback(self) -> None:
@@ -671,10 +701,11 @@ class JanusVLNNode(LifecycleNode):
                 motion.stop(reason)
             self._publish_zero()
 
-    def _publish_cmd(self, linear: float, angular: float) -> None:
-        self._cmd_pub.publish(make_cmd_vel(linear, angular, self._stamped,
-                                           self.get_clock().now().to_msg(),
-                                           self._node_cfg.cmd_vel_frame_id))
+    def _publish_cmd(self, linear: float, angular: float, stamp: Any = None) -> None:
+        self._cmd_pub.publish(make_cmd_vel(
+            linear, angular, self._stamped,
+            stamp if stamp is not None else self.get_clock().now().to_msg(),
+            self._node_cfg.cmd_vel_frame_id))
 
     def _publish_zero(self) -> None:
         with self._cmd_lock:

@@ -16,6 +16,18 @@ and integrates ``linear.x`` and ``angular.z`` every tick of ``sim_rate_hz`` (wit
 and sliding). A command older than ``cmd_timeout_s`` of simulated time is replaced by zero, as
 a real base's watchdog does.
 
+Lockstep (``lockstep_timeout_s`` > 0): while the robot is being driven (the last command is not
+zero), a tick integrates only once the controller has answered the previous tick's odometry,
+so a controller that answers each ``odom`` reading (``janusvln_node`` in odometry mode) sees
+every tick and a stall of its process does not turn into extra simulated motion: simulated
+time waits for it, as in a simulator that steps in sync with its controller. With
+``use_stamped`` an answer is a command stamped with that reading's stamp (older non-zero
+commands are dropped as overtaken; a zero is always obeyed); with plain Twist, any command that
+arrived after it. A tick waits at most ``lockstep_timeout_s`` of wall time; then it integrates
+the last command anyway (and the watchdog above still applies), so a dead controller cannot
+freeze the simulation. A tick that has waited ``LOCKSTEP_RESEND_S`` re-publishes the last
+``odom`` (a lost best-effort reading would otherwise stall it until the timeout).
+
 Episodes: parameter ``episode_id`` ('' = the first of ``episodes_file``, '' = the built-in set;
 a ``val_unseen-*`` id with no file reads the package's shipped ``val_unseen`` episodes);
 setting it at run time switches episode; service ``~/reset`` (``std_srvs/Trigger``) restarts the
@@ -37,6 +49,7 @@ import pathlib
 import signal
 import sys
 import threading
+import time
 
 from geometry_msgs.msg import Twist, TwistStamped
 from nav_msgs.msg import Odometry
@@ -72,6 +85,7 @@ PARAMETERS = {
     'image_rate_hz': 10.0,
     'real_time_factor': 1.0,
     'cmd_timeout_s': 0.5,
+    'lockstep_timeout_s': 0.0,
     'use_stamped': False,
     'pose_file': '',
     'map_frame': 'map',
@@ -79,6 +93,9 @@ PARAMETERS = {
     'base_frame': 'base_footprint',
     'camera_frame': 'camera_optical_frame',
 }
+
+
+LOCKSTEP_RESEND_S = 0.2   # lockstep: re-publish the last odom after waiting this long (wall)
 
 
 def _yaw_quaternion(yaw: float) -> tuple[float, float, float, float]:
@@ -137,6 +154,16 @@ class SimBridgeNode(Node):
         self._tick = 0
         self._cmd = (0.0, 0.0)
         self._cmd_ns = -1
+        self._cmd_tick = -1                 # tick count when the last command arrived
+        self._cmd_stamp_ns = -1             # its stamp (TwistStamped), -1 for a plain Twist
+        self._lockstep_since: float | None = None
+        self._lockstep_given_up = -2          # _cmd_tick of a command already waited out
+        self.lockstep_waits = 0
+        self.lockstep_wait_s = 0.0
+        self.lockstep_resends = 0
+        self._lockstep_resent = 0.0
+        self._last_odom: Odometry | None = None
+        self.lockstep_max_wait_s = 0.0
         self._env: SimEnv | None = None
         self._episode: Episode | None = None
         self._pending_episode: str | None = p['episode_id'] or self._episodes[0].episode_id
@@ -149,22 +176,37 @@ class SimBridgeNode(Node):
         self._clock_pub = self.create_publisher(Clock, '/clock', 10)
         self._episode_pub = self.create_publisher(String, 'episode/instruction', LATCHED_QOS)
         if p['use_stamped']:
-            self.create_subscription(TwistStamped, 'cmd_vel',
-                                     lambda m: self._cmd_callback(m.twist), 10)
+            self.create_subscription(
+                TwistStamped, 'cmd_vel',
+                lambda m: self._cmd_callback(m.twist, Time.from_msg(m.header.stamp).nanoseconds),
+                10)
         else:
             self.create_subscription(Twist, 'cmd_vel', self._cmd_callback, 10)
         self.create_service(Trigger, '~/reset', self._reset_callback)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         period = self._dt / max(1e-3, float(p['real_time_factor']))
-        self.create_timer(period, self.tick)
+        self._timer = self.create_timer(period, self.tick)
         self.get_logger().info(
             f'Simulating {len(self._episodes)} episodes at {p["sim_rate_hz"]} Hz, camera '
             f'{self._camera.width}x{self._camera.height} HFOV {self._camera.hfov_deg}')
 
     # -- callbacks (all on the main thread) -----------------------------------------------------
-    def _cmd_callback(self, msg: Twist) -> None:
-        self._cmd = (float(msg.linear.x), float(msg.angular.z))
+    def _cmd_callback(self, msg: Twist, stamp_ns: int | None = None) -> None:
+        cmd = (float(msg.linear.x), float(msg.angular.z))
+        lockstep = float(self._p['lockstep_timeout_s']) > 0.0
+        if lockstep and stamp_ns is not None and (cmd[0] or cmd[1]) \
+                and stamp_ns < self._cmd_stamp_ns:
+            return    # an answer to an older reading, overtaken (a zero is always obeyed)
+        self._cmd = cmd
         self._cmd_ns = self._sim_ns
+        self._cmd_tick = self._tick
+        self._cmd_stamp_ns = -1 if stamp_ns is None else stamp_ns
+        if self._lockstep_since is not None:    # the tick that waited for this: run it now
+            waited = time.monotonic() - self._lockstep_since
+            self.lockstep_wait_s += waited
+            self.lockstep_max_wait_s = max(self.lockstep_max_wait_s, waited)
+            self._timer.reset()
+            self.tick()
 
     def _reset_callback(self, request: Trigger.Request, response: Trigger.Response):
         if self._episode is None:
@@ -197,7 +239,7 @@ class SimBridgeNode(Node):
             self._env = SimEnv(house_for(episode.house), self._camera)
         self._env.reset(episode.start_pose)
         self._episode = episode
-        self._cmd, self._cmd_ns = (0.0, 0.0), -1
+        self._cmd, self._cmd_ns, self._cmd_tick, self._cmd_stamp_ns = (0.0, 0.0), -1, -1, -1
         self._episode_pub.publish(String(data=episode.instruction))
         self.get_logger().info(f'Episode {episode.episode_id}: "{episode.instruction}"')
 
@@ -212,6 +254,8 @@ class SimBridgeNode(Node):
         linear, angular = self._cmd
         if self._cmd_ns < 0 or self._sim_ns - self._cmd_ns > timeout_ns:
             linear, angular = 0.0, 0.0
+        if (linear or angular) and self._lockstep_wait():
+            return
         if linear or angular:
             env.apply_twist(linear, angular, self._dt)
         self._sim_ns += int(round(self._dt * 1e9))
@@ -227,6 +271,33 @@ class SimBridgeNode(Node):
             self._image_pub.publish(image_message(frame, stamp, self._p['camera_frame']))
             self._info_pub.publish(camera_info_message(self._camera, stamp,
                                                        self._p['camera_frame']))
+
+    def _lockstep_wait(self) -> bool:
+        """Lockstep: True if this tick must wait for the controller's answer to the last one."""
+        limit = float(self._p['lockstep_timeout_s'])
+        # Answered: a stamped command carries the stamp of the reading it answers (the last
+        # odom is stamped self._sim_ns); a plain Twist counts if it arrived after that odom.
+        answered = self._cmd_stamp_ns >= self._sim_ns if self._cmd_stamp_ns >= 0 \
+            else self._cmd_tick >= self._tick
+        if limit <= 0.0 or answered or self._cmd_tick == self._lockstep_given_up:
+            self._lockstep_since = None
+            return False
+        now = time.monotonic()
+        if self._lockstep_since is None:
+            self._lockstep_since = self._lockstep_resent = now
+            self.lockstep_waits += 1
+        if now - self._lockstep_since < limit:
+            if now - self._lockstep_resent >= LOCKSTEP_RESEND_S and self._last_odom is not None:
+                self._lockstep_resent = now
+                self.lockstep_resends += 1
+                self._odom_pub.publish(self._last_odom)
+            return True
+        self.get_logger().warning(
+            f'lockstep: no command for {limit:.2f} s after the last odometry; integrating the '
+            'last one until the next command', throttle_duration_sec=5.0)
+        self._lockstep_since = None
+        self._lockstep_given_up = self._cmd_tick
+        return False
 
     def _publish_odometry(self, pose: Pose2D, linear: float, angular: float, stamp) -> None:
         assert self._episode is not None
@@ -248,6 +319,8 @@ class SimBridgeNode(Node):
             msg.twist.twist.linear.x = linear
             msg.twist.twist.angular.z = angular
             pub.publish(msg)
+            if pub is self._odom_pub:
+                self._last_odom = msg
 
     def _write_pose(self, pose: Pose2D) -> None:
         assert self._pose_file is not None and self._episode is not None
@@ -259,6 +332,11 @@ class SimBridgeNode(Node):
 
     def close(self) -> None:
         """Free the renderer (main thread)."""
+        if self.lockstep_waits:
+            self.get_logger().info(
+                f'lockstep: {self.lockstep_waits} ticks waited for a command, '
+                f'{self.lockstep_wait_s:.1f} s in all, longest {self.lockstep_max_wait_s:.3f} s, '
+                f'{self.lockstep_resends} odom re-sent')
         if self._env is not None:
             self._env.close()
             self._env = None

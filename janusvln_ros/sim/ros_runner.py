@@ -1,16 +1,22 @@
 """Closed-loop episodes through ROS 2: ``sim_bridge_node`` and ``janusvln_node`` as two processes.
 
 :class:`RosStack` starts both nodes (the navigation node runs unmodified, with
-``use_sim_time``, its image topic remapped to ``camera/image_raw``). :class:`RosEpisodeClient`
+``use_sim_time``, its image topic remapped to ``camera/image_raw``, by default in odometry mode
+with TwistStamped commands; the bridge in lockstep with it, so that each primitive moves the
+robot the same way whatever the processes' scheduling). :class:`RosEpisodeClient`
 is a small client node in this process that, per episode, switches the bridge's episode (its
 ``episode_id`` parameter), sends the instruction through the node's real ``set_instruction``
 service, follows ``status`` until the node reports a final state (SUCCEEDED when the model said
 STOP) or ``max_steps`` (then it calls ``cancel``), and records the ground-truth pose at every
-step from ``ground_truth/odom``.
+step from ``ground_truth/odom``: the pose stamped at the capture time of the frame the node
+stepped on (the status of a step carries that frame's stamp), i.e. where the robot stood when
+the model saw it.
 """
 
 from __future__ import annotations
 
+import bisect
+import collections
 from collections.abc import Callable
 import dataclasses
 import logging
@@ -68,6 +74,9 @@ class StackConfig:
         angular_speed_radps: The node's turn rate.
         motion_mode: The node's ``motion_mode``.
         real_time_factor: Simulated seconds per wall second.
+        lockstep_timeout_s: The bridge's ``lockstep_timeout_s``: while the robot is driven,
+            each simulation tick waits (at most this long, in wall seconds) for the node's
+            command answering the previous tick's odometry (0 = free-running).
         max_steps: The node's ``max_steps`` (episode step cap).
         log_dir: Directory of the two nodes' log files.
     """
@@ -85,6 +94,7 @@ class StackConfig:
     angular_speed_radps: float = 1.0
     motion_mode: str = 'odometry'
     real_time_factor: float = 1.0
+    lockstep_timeout_s: float = 5.0
     max_steps: int = 500
     log_dir: str = '.'
 
@@ -112,6 +122,8 @@ class RosStack:
             '-p', f'hfov_deg:={float(c.camera.hfov_deg)}',
             '-p', f'camera_height_m:={float(c.camera.height_m)}',
             '-p', f'real_time_factor:={float(c.real_time_factor)}',
+            '-p', f'lockstep_timeout_s:={float(c.lockstep_timeout_s)}',
+            '-p', 'use_stamped:=true',
             '-p', 'image_rate_hz:=20.0']
         if c.episodes_file:
             bridge += ['-p', f'episodes_file:={c.episodes_file}']
@@ -125,6 +137,7 @@ class RosStack:
             '-p', f'linear_speed_mps:={float(c.linear_speed_mps)}',
             '-p', f'angular_speed_radps:={float(c.angular_speed_radps)}',
             '-p', 'image_reliability:=reliable', '-p', f'max_steps:={int(c.max_steps)}',
+            '-p', 'use_stamped_cmd_vel:=true',
             '-r', 'image_raw:=camera/image_raw']
         if c.model_path:
             node += ['-p', f'model_path:={c.model_path}']
@@ -174,6 +187,13 @@ class RosStack:
         return codes
 
 
+TRUTH_HISTORY = 3000   # ground-truth poses kept for look-ups by stamp (60 s at 50 Hz)
+
+
+def _seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
 def _yaw(msg: Odometry) -> float:
     q = msg.pose.pose.orientation
     return math.atan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z))
@@ -192,6 +212,9 @@ class RosEpisodeClient(Node):
         self._executor.add_node(self)
         self._status: NavigationStatus | None = None
         self._truth: Odometry | None = None
+        self._truth_history: collections.deque[tuple[float, Pose2D]] = collections.deque(
+            maxlen=TRUTH_HISTORY)
+        self._step_stamps: dict[tuple[int, int], float] = {}
         self._instruction = ''
         self._frame: np.ndarray | None = None
         self.create_subscription(NavigationStatus, 'status', self._status_callback, 50)
@@ -209,9 +232,23 @@ class RosEpisodeClient(Node):
     # -- callbacks ---------------------------------------------------------------------------
     def _status_callback(self, msg: NavigationStatus) -> None:
         self._status = msg
+        if msg.step > 0:
+            # A step's own status carries its frame's stamp; periodic ones carry a later time.
+            key = (int(msg.episode_id), int(msg.step))
+            stamp = _seconds(msg.header.stamp)
+            self._step_stamps[key] = min(stamp, self._step_stamps.get(key, stamp))
 
     def _truth_callback(self, msg: Odometry) -> None:
         self._truth = msg
+        p = msg.pose.pose.position
+        self._truth_history.append((_seconds(msg.header.stamp),
+                                    Pose2D(float(p.x), float(p.y), _yaw(msg))))
+
+    def pose_at(self, stamp: float) -> Pose2D | None:
+        """The latest ground-truth pose stamped at or before ``stamp`` (None if none kept)."""
+        history = list(self._truth_history)
+        index = bisect.bisect_right([t for t, _ in history], stamp + 1e-6) - 1
+        return history[index][1] if index >= 0 else None
 
     def _instruction_callback(self, msg: String) -> None:
         self._instruction = msg.data
@@ -327,8 +364,12 @@ class RosEpisodeClient(Node):
                 last_step = status.step
                 actions.append(int(status.last_action))
                 step_ms.append(float(status.step_latency_ms))
-                if last_step > 1 and self.pose is not None:
-                    poses.append(self.pose)
+                if last_step > 1:
+                    stamp = self._step_stamps.get((episode_id, last_step))
+                    pose = self.pose_at(stamp) if stamp is not None else None
+                    pose = pose if pose is not None else self.pose
+                    if pose is not None:
+                        poses.append(pose)
                 if self._frame is not None:
                     frames.append(self._frame)
                 if on_step is not None:

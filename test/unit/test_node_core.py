@@ -586,3 +586,52 @@ def test_cancel_without_id_ends_the_queued_and_the_running_episode():
         assert wait_until(lambda: h.worker.final(1) is not None, 5.0)
         assert h.worker.final(1).message == 'operator cancel'
         assert list(eng.instructions) == ['first'] and not h.motion.busy
+
+
+def test_odometry_motion_slows_near_the_target_and_settles_before_it_ends():
+    cfg = MotionConfig(motion_mode='odometry', forward_distance_m=0.25, linear_speed_mps=0.5,
+                       approach_time_s=0.2, approach_min_speed_ratio=0.02,
+                       settle_timeout_s=1.0)
+    ex = ActionExecutor(cfg)
+    ex.update_odometry(0.0, 0.0, 0.0, 0.0, twist=(0.0, 0.0))
+    ex.execute(Action.MOVE_FORWARD)
+    assert ex.command(0.0).linear == 0.5                 # 0.25 m to go: full speed
+    ex.update_odometry(0.2, 0.0, 0.0, 0.1, twist=(0.5, 0.0))
+    assert ex.command(0.1).linear == pytest.approx(0.05 / 0.2)   # remaining / approach time
+    ex.update_odometry(0.248, 0.0, 0.0, 0.2, twist=(0.25, 0.0))
+    assert ex.command(0.2).linear == pytest.approx(0.01)          # the floor: 2 % of 0.5
+    # Never more than reaches the target by the next reading (readings 0.02 s apart).
+    ex.update_odometry(0.2499, 0.0, 0.0, 0.22, twist=(0.01, 0.0))
+    assert ex.command(0.22).linear == pytest.approx(0.0001 / 0.02)
+    # Reached while the base still moves: zero is commanded, the primitive is not over yet.
+    ex.update_odometry(0.2501, 0.0, 0.0, 0.24, twist=(0.01, 0.0), stamp=0.24)
+    assert ex.busy and not ex.command(0.24).active
+    ex.update_odometry(0.2502, 0.0, 0.0, 0.27, twist=(0.01, 0.0), stamp=0.26)
+    assert ex.busy
+    # At rest: it ends at the stamp of that reading, which the worker then trusts exactly.
+    ex.update_odometry(0.2502, 0.0, 0.0, 0.29, twist=(0.0, 0.0), stamp=0.28)
+    assert not ex.busy and ex.last_outcome.completed and ex.last_outcome.reason == 'done'
+    assert ex.last_end_s == 0.28 and ex.last_end_settled
+    # A turn that never reports rest ends after settle_timeout_s.
+    ex.execute(Action.TURN_LEFT)
+    assert ex.command(0.3).angular == cfg.angular_speed_radps
+    ex.update_odometry(0.2502, 0.0, math.radians(15.1), 0.4, twist=(0.0, 0.3))
+    assert ex.busy and not ex.command(0.4).active
+    assert not ex.command(1.45).active and not ex.busy and ex.last_outcome.completed
+    assert not ex.last_end_settled
+    # Without velocities in the odometry (or settle_timeout_s 0) it ends at the target.
+    ex.execute(Action.MOVE_FORWARD)
+    ex.update_odometry(0.2502, 0.0, 0.0, 1.5)
+    assert ex.command(1.5).active
+    ex.update_odometry(0.6, 0.0, 0.0, 1.6)
+    assert not ex.busy and ex.last_end_s == 1.6
+
+
+def test_motion_config_rejects_bad_approach_settings():
+    with pytest.raises(ConfigError, match='approach_min_speed_ratio'):
+        MotionConfig(approach_min_speed_ratio=0.0)
+    with pytest.raises(ConfigError, match='approach_min_speed_ratio'):
+        MotionConfig(approach_min_speed_ratio=1.5)
+    with pytest.raises(ConfigError, match='approach_time_s'):
+        MotionConfig(approach_time_s=-1.0)
+    assert MotionConfig(approach_time_s=0.0, settle_timeout_s=0.0).approach_time_s == 0.0
