@@ -5,7 +5,7 @@ Starts ``sim_bridge_node`` (publishes /camera/image_raw, /camera/camera_info, /o
 ``janusvln.launch.py`` with ``use_sim_time`` and its image, cmd_vel and odom topics remapped to
 the bridge's.
 
-Arguments: ``episode_id`` (default ``val_unseen-5001-s0-g0-fine``, a house never used in
+Arguments: ``episode_id`` (default ``val_unseen-5000-s0-g0-coarse``, a house never used in
 training; ``ep00``..``ep19`` are the built-in set), ``width``/``height`` (camera, 640x480), and
 for the node ``params_file``, ``engine``, ``script``, ``model_path``, ``device``, ``dtype``,
 ``mode``, ``motion_mode``, ``autostart`` (see janusvln.launch.py). Unknown arguments are accepted
@@ -66,7 +66,7 @@ def generate_launch_description():
             **{name: LaunchConfiguration(name) for name in PASSED_ON},
         }.items())
     return LaunchDescription([
-        DeclareLaunchArgument('episode_id', default_value='val_unseen-5001-s0-g0-fine',
+        DeclareLaunchArgument('episode_id', default_value='val_unseen-5000-s0-g0-coarse',
                               description='episode id (val_unseen-*, or built-in ep00..ep19)'),
         DeclareLaunchArgument('width', default_value='640', description='camera width'),
         DeclareLaunchArgument('height', default_value='480', description='camera height'),

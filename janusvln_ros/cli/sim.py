@@ -28,7 +28,7 @@ from janusvln_ros.core.models import SHIPPED_NAVIGATOR, shipped_val_unseen_episo
 
 logger = logging.getLogger(__name__)
 
-DEMO_EPISODE = 'val_unseen-5001-s0-g0-fine'
+DEMO_EPISODE = 'val_unseen-5000-s0-g0-coarse'
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

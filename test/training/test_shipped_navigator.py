@@ -1,8 +1,8 @@
 """End-to-end guard of the shipped navigator: engine, memories, prompt and checkpoint fit.
 
 The first five ``val_unseen`` episodes (houses never used in training), run in process through
-the real engine on 640x480 frames, deterministic on the CPU. The shipped model succeeds on 3 of
-them (see bench/results/navigation.md for its success rate over the split); fewer means
+the real engine on 640x480 frames, deterministic on the CPU. The shipped model succeeds on 4 of
+them (see bench/results/navigation.md for its success rate over the split); fewer than 3 means
 something between the checkpoint and the engine changed.
 """
 
