@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 import rclpy
+from rclpy.duration import Duration
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
@@ -152,6 +153,10 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict:
                     next_t += period
             result['sent'] = seq
             result['matched'] = pub.get_subscription_count()
+            if args.qos == 'reliable':
+                # Stay until the subscribers acknowledged every frame: a node destroyed right
+                # after its last publish can take that frame's retransmissions with it.
+                result['all_acked'] = bool(pub.wait_for_all_acked(Duration(seconds=15.0)))
             if jpeg:
                 result['bytes_per_frame'] = float(np.mean(sizes)) if sizes else None
                 result['encode_ms'] = float(np.median(encode_ms)) if encode_ms else None
