@@ -14,6 +14,7 @@ round's retraining simply concatenates the directories.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import math
@@ -112,7 +113,7 @@ def _dagger_shard(job: tuple[Any, ...]) -> dict[str, Any]:
                 'agreement': 0.0, 'ends': {}, 'empty': True}
     result = recorder.write(pathlib.Path(folder), index)
     result['agreement'] = float(np.mean(agreement)) if agreement else 0.0
-    result['ends'] = {k: ends.count(k) for k in sorted(set(ends))}
+    result['ends'] = dict(collections.Counter(ends))
     return result
 
 
@@ -146,10 +147,7 @@ def collect_dagger(folder: str | os.PathLike[str], episodes: Sequence[Episode], 
             for i, s in enumerate(range(0, len(episodes), episodes_per_shard))]
     shards = [s for s in run_shards(_dagger_shard, jobs, workers, progress, source)
               if not s.pop('empty', False)]
-    ends: dict[str, int] = {}
-    for shard in shards:
-        for key, count in shard['ends'].items():
-            ends[key] = ends.get(key, 0) + count
+    ends = dict(sum((collections.Counter(s['ends']) for s in shards), collections.Counter()))
     weights = [s['frames'] for s in shards]
     agreement = float(np.average([s['agreement'] for s in shards], weights=weights)) \
         if sum(weights) else 0.0

@@ -28,6 +28,7 @@ import torch
 from torch import distributed as dist
 from tqdm.auto import tqdm
 
+from janusvln_ros.core.models import resolve_model_path
 from janusvln_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from janusvln_ros.model.config import JanusVLNConfig
 from janusvln_ros.model.janusvln import JanusVLNForNavigation
@@ -106,7 +107,6 @@ class TrainConfig:
 def build_model(config: TrainConfig, tokenizer: Any) -> JanusVLNForNavigation:
     """The model to train: ``init`` if given, else a fresh ``small`` preset (seeded)."""
     if config.init:
-        from janusvln_ros.core.models import resolve_model_path
         model, _ = load_checkpoint(resolve_model_path(config.init), 'cpu', progress=False)
     else:
         torch.manual_seed(config.seed)
@@ -120,7 +120,6 @@ def build_model(config: TrainConfig, tokenizer: Any) -> JanusVLNForNavigation:
 def start_tokenizer(config: TrainConfig) -> Any:
     """The ``init`` checkpoint's own tokenizer, else the bundled Qwen2 tokenizer."""
     if config.init:
-        from janusvln_ros.core.models import resolve_model_path
         return load_tokenizer(resolve_model_path(config.init))
     return load_bundled_tokenizer()
 
