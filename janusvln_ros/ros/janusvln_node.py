@@ -82,6 +82,11 @@ ODOM_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT,
 WARN_PERIOD_S = 1.0
 CANCEL_STATE_WAIT_S = 2.0   # how long a cancelled goal waits for the server's CANCELING state
 BRIDGE_WAKE_S = 1.0         # the action bridge's safety-net wake-up (it is woken by events)
+# Python's GIL switch interval in the node process (the default is 5 ms). Each message passes
+# from the executor's spinning main thread to a pool thread and back; at 5 ms a thread that
+# wants the GIL can wait up to that long at each hand-over, so answering one odometry reading
+# took about 100 ms on a 2-core machine (the simulator in lockstep waited for every answer).
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def image_qos(reliability: str) -> QoSProfile:
@@ -168,6 +173,7 @@ class JanusVLNNode(LifecycleNode):
         self._shutting_down = False
         self._moving = False
         self._last_frame_t: float | None = None
+        self._blind_since: float | None = None   # navigating with no frame received yet
         self._frames_received = 0
         self._frames_rejected = 0
         self._callback_errors = 0
@@ -282,7 +288,7 @@ class JanusVLNNode(LifecycleNode):
             JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1),
                           on_clock_change=True),
             post_callback=self._clock_jump_callback)
-        self._last_frame_t = None
+        self._last_frame_t = self._blind_since = None
         self._camera_timed_out = False
         self._worker.start()
         with self._cmd_lock:
@@ -465,6 +471,8 @@ class JanusVLNNode(LifecycleNode):
                 self._publish_zero()
             if self._last_frame_t is not None:
                 self._last_frame_t = now           # restart the camera watchdog
+            if self._blind_since is not None:
+                self._blind_since = now
         self.get_logger().warning(
             f'ROS clock jumped by {jump.delta.nanoseconds * 1e-9:+.3f} s '
             f'({jump.clock_change.name}); '
@@ -497,8 +505,17 @@ class JanusVLNNode(LifecycleNode):
             if stale and motion.busy:
                 motion.stop('camera timeout')
             warn = False
-            if stale and worker.snapshot().state == EpisodeState.NAVIGATING \
-                    and not self._camera_timed_out and self._last_frame_t is not None:
+            navigating = stale and worker.snapshot().state == EpisodeState.NAVIGATING
+            # With no frame since activation the watchdog counts from the moment the episode
+            # was first seen navigating: an instruction taken before the camera ever delivered
+            # must not wait in silence.
+            if navigating and self._last_frame_t is None and self._blind_since is None:
+                self._blind_since = now
+            elif not navigating:
+                self._blind_since = None
+            since = self._last_frame_t if self._last_frame_t is not None else self._blind_since
+            if navigating and not self._camera_timed_out and since is not None \
+                    and now - since > timeout:
                 self._camera_timed_out = warn = True
             elif not stale:
                 self._camera_timed_out = False
@@ -510,7 +527,8 @@ class JanusVLNNode(LifecycleNode):
             elif self._moving:
                 self._publish_zero()
         if warn:
-            text = (f'camera timeout: no image for more than {timeout:.2f} s; robot stopped')
+            none = ' (none received since activation)' if self._last_frame_t is None else ''
+            text = f'camera timeout: no image for more than {timeout:.2f} s{none}; robot stopped'
             self.get_logger().warning(text)
             self._publish_status_message(text)
 
@@ -785,6 +803,7 @@ def main(args: list[str] | None = None) -> int:
     code 1 on SIGINT (seen with the Jazzy wheels). Here the signals only set an event; the spin
     loop ends, the worker stops, a zero Twist is published and the node is destroyed.
     """
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     logging.basicConfig(level=logging.INFO, format='[%(levelname)s] %(name)s: %(message)s')
     rclpy.init(args=args if args is not None else sys.argv,
                signal_handler_options=SignalHandlerOptions.NO)

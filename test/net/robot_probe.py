@@ -60,6 +60,8 @@ def main() -> int:
                         help='created once set_instruction is discovered')
     parser.add_argument('--go-file', default='',
                         help='send the instruction only once this file exists')
+    parser.add_argument('--answered-file', default='',
+                        help='created when the set_instruction response arrives')
     args = parser.parse_args()
 
     stop = threading.Event()
@@ -157,6 +159,9 @@ def main() -> int:
                                           'message': res.message,
                                           'episode_id': int(res.episode_id)}
                     episode['id'] = int(res.episode_id)
+                    if args.answered_file:
+                        with open(args.answered_file, 'w', encoding='utf-8') as f:
+                            f.write('answered')
                     # A final status may have arrived before the response.
                     for s in rec['status']:
                         if s['episode_id'] == episode['id'] and s['state'] in FINAL:

@@ -103,6 +103,19 @@ def test_camera_stop_gives_zero_twist_within_timeout(driver, node_factory):
     assert driver.wait_status(lambda s: s.step > step and s.state == NS.NAVIGATING, 10)
 
 
+def test_instruction_before_any_frame_reports_camera_timeout(driver, node_factory):
+    """An instruction taken before the camera ever delivered: the watchdog still speaks up."""
+    node_factory(dict(FAST, script='MOVE_FORWARD,STOP', camera_timeout_s=0.5))
+    resp = driver.instruct('go')
+    assert resp.accepted, resp.message
+    timed_out = driver.wait_status(lambda s: 'camera timeout' in s.message, 5)
+    assert timed_out and 'none received since activation' in timed_out.message
+    assert timed_out.state == NS.NAVIGATING and not nonzero(driver.cmds)
+    driver.start_camera(30)                                   # frames come: the episode runs
+    done = driver.wait_status(lambda s: s.state == NS.SUCCEEDED, 10)
+    assert done and done.step == 2
+
+
 def _image(encoding='rgb8', h=8, w=10, **over):
     msg = rgb_to_image(np.full((h, w, 3), 7, np.uint8), encoding if encoding in (
         'rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8') else 'rgb8')
