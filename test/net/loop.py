@@ -100,7 +100,8 @@ class Loop:
         probe = self.lab.popen(netlab.ROBOT, [
             PY, ROBOT_PROBE, '--out', str(out), '--camera', 'camera/image_raw',
             '--cmd-raw', 'cmd_vel', '--odom', 'odom', '--ready-file', str(ready),
-            '--go-file', str(go), '--answered-file', str(self._answered), '--duration', str(timeout), '--exit-after-final', '1.5',
+            '--go-file', str(go), '--answered-file', str(self._answered),
+            '--duration', str(timeout), '--exit-after-final', '1.5',
             '--instruction', instruction], name)
         deadline = time.monotonic() + 60.0
         while not ready.exists():  # the service and every watched topic discovered

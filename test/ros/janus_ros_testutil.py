@@ -130,11 +130,29 @@ class Driver:
         self._executor.shutdown()
         self.node.destroy_node()
 
-    def call(self, client: Any, request: Any, timeout: float = 30.0) -> Any:
+    def call(self, client: Any, request: Any, timeout: float = 30.0,
+             resend_s: float | None = None) -> Any:
+        """Call a service and return its response.
+
+        Args:
+            client: The service client.
+            request: The request.
+            timeout: Seconds to wait for the service and for an answer, in all.
+            resend_s: For queries that change nothing: send again when no answer came within
+                this many seconds. A server that has not yet matched this client's response
+                reader drops its answer ("failed to send response (timeout)", seen under load),
+                and a service that was just discovered can be in that state.
+        """
         assert client.wait_for_service(timeout_sec=timeout), f'{client.srv_name} unavailable'
-        future = client.call_async(request)
-        assert wait_until(future.done, timeout), f'{client.srv_name} did not answer'
-        return future.result()
+        deadline = time.monotonic() + timeout
+        while True:
+            future = client.call_async(request)
+            left = deadline - time.monotonic()
+            if wait_until(future.done, left if resend_s is None else min(resend_s, left)):
+                return future.result()
+            client.remove_pending_request(future)
+            assert resend_s is not None and time.monotonic() < deadline, \
+                f'{client.srv_name} did not answer'
 
     def instruct(self, text: str, reset: bool = True) -> SetInstruction.Response:
         return self.call(self.set_instruction,
@@ -146,7 +164,8 @@ class Driver:
         return bool(self.call(self.change_state, req, timeout=60.0).success)
 
     def state(self) -> str:
-        return self.call(self.get_state, GetState.Request()).current_state.label
+        return self.call(self.get_state, GetState.Request(),
+                         resend_s=3.0).current_state.label
 
     def configure_activate(self) -> None:
         assert self.transition(Transition.TRANSITION_CONFIGURE)

@@ -106,6 +106,9 @@ def test_camera_stop_gives_zero_twist_within_timeout(driver, node_factory):
 def test_instruction_before_any_frame_reports_camera_timeout(driver, node_factory):
     """An instruction taken before the camera ever delivered: the watchdog still speaks up."""
     node_factory(dict(FAST, script='MOVE_FORWARD,STOP', camera_timeout_s=0.5))
+    # The node is active and the two processes know each other (a request sent before the
+    # server has matched the client's response reader can go unanswered).
+    assert driver.wait_status(lambda s: s.state == NS.IDLE, 30)
     resp = driver.instruct('go')
     assert resp.accepted, resp.message
     timed_out = driver.wait_status(lambda s: 'camera timeout' in s.message, 5)
