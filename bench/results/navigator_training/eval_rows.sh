@@ -22,9 +22,10 @@ F=.dev/evals_final
 R --name navigator $U --checkpoint $M --limit 100 --json $F/nav_unseen.json
 .venv/bin/python bench/navigation.py subset $F/nav_unseen.json --first 30 --name navigator \
   --json $F/nav_unseen_first30.json
-R --name navigator $S --checkpoint $M --limit 60 --workers 3 --json $F/nav_seen.json       # box
-R --name navigator-streaming $U --checkpoint $M --mode streaming --limit 60 --workers 3 \
-  --json $F/nav_stream.json                                                                 # box
+R --name navigator $S --checkpoint $M --limit 60 --json $F/nav_seen_cpu2.json
+R --name navigator-streaming $U --checkpoint $M --mode streaming --limit 60 \
+  --json $F/nav_stream_cpu2.json
+# (the same two rows also ran on the box, --workers 3: aggregates only, in navigation.md's intro)
 R --name navigator-lam0-at-inference $U --checkpoint $M --lam 0 --limit 30 \
   --json $F/nav_lam0.json                                                                   # box
 R --name navigator-memory-8+8 $U --checkpoint $M --window 8 --limit 30 --json $F/nav_mem8.json  # box
