@@ -79,9 +79,12 @@ def main() -> int:
         node.create_subscription(
             Image, args.camera,
             lambda m: rec['frames'].append((stamp_key(m.header.stamp), time.time())), best)
+        # Commands with the QoS of the base's own subscription (the bridge's: reliable, depth 10),
+        # so that the record holds what the base received, retransmissions under loss included;
+        # a best-effort reader misses those, and the base then seems to move on no command.
         node.create_subscription(
             Twist, args.cmd_raw,
-            lambda m: rec['cmd_raw'].append((time.time(), m.linear.x, m.angular.z)), best)
+            lambda m: rec['cmd_raw'].append((time.time(), m.linear.x, m.angular.z)), reliable)
         if args.cmd_base:
             node.create_subscription(
                 Twist, args.cmd_base,
