@@ -54,19 +54,6 @@ class Loop:
             '-p', f'image_reliability:={image_reliability}',
             '-r', 'image_raw:=camera/image_raw'], 'node')
         self.count = 0
-        self._answered = workdir / 'none.answered'
-
-    def wait_answered(self, timeout: float = 30.0) -> float:
-        """Inside ``during``: wait until the robot host has the node's answer to the instruction.
-
-        Returns:
-            The wall time it was seen.
-        """
-        deadline = time.monotonic() + timeout
-        while not self._answered.exists():
-            assert time.monotonic() < deadline, 'no answer to the instruction'
-            time.sleep(0.01)
-        return time.time()
 
     def alive(self) -> Dict[str, bool]:
         """Whether each node process still runs."""
@@ -95,13 +82,11 @@ class Loop:
         self.count += 1
         ready = self.workdir / f'{name}.ready'
         go = self.workdir / f'{name}.go'
-        self._answered = self.workdir / f'{name}.answered'
         out = self.workdir / f'{name}.json'
         probe = self.lab.popen(netlab.ROBOT, [
             PY, ROBOT_PROBE, '--out', str(out), '--camera', 'camera/image_raw',
             '--cmd-raw', 'cmd_vel', '--odom', 'odom', '--ready-file', str(ready),
-            '--go-file', str(go), '--answered-file', str(self._answered),
-            '--duration', str(timeout), '--exit-after-final', '1.5',
+            '--go-file', str(go), '--duration', str(timeout), '--exit-after-final', '1.5',
             '--instruction', instruction], name)
         deadline = time.monotonic() + 60.0
         while not ready.exists():  # the service and every watched topic discovered

@@ -60,8 +60,6 @@ def main() -> int:
                         help='created once set_instruction is discovered')
     parser.add_argument('--go-file', default='',
                         help='send the instruction only once this file exists')
-    parser.add_argument('--answered-file', default='',
-                        help='created when the set_instruction response arrives')
     args = parser.parse_args()
 
     stop = threading.Event()
@@ -79,12 +77,9 @@ def main() -> int:
         node.create_subscription(
             Image, args.camera,
             lambda m: rec['frames'].append((stamp_key(m.header.stamp), time.time())), best)
-        # Commands with the QoS of the base's own subscription (the bridge's: reliable, depth 10),
-        # so that the record holds what the base received, retransmissions under loss included;
-        # a best-effort reader misses those, and the base then seems to move on no command.
         node.create_subscription(
             Twist, args.cmd_raw,
-            lambda m: rec['cmd_raw'].append((time.time(), m.linear.x, m.angular.z)), reliable)
+            lambda m: rec['cmd_raw'].append((time.time(), m.linear.x, m.angular.z)), best)
         if args.cmd_base:
             node.create_subscription(
                 Twist, args.cmd_base,
@@ -162,9 +157,6 @@ def main() -> int:
                                           'message': res.message,
                                           'episode_id': int(res.episode_id)}
                     episode['id'] = int(res.episode_id)
-                    if args.answered_file:
-                        with open(args.answered_file, 'w', encoding='utf-8') as f:
-                            f.write('answered')
                     # A final status may have arrived before the response.
                     for s in rec['status']:
                         if s['episode_id'] == episode['id'] and s['state'] in FINAL:
