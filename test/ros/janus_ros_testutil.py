@@ -30,6 +30,7 @@ from janusvln_ros.ros.conversions import rgb_to_image
 NODE_EXE = str(pathlib.Path(sys.executable).parent / 'janusvln_node')
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+FIRST_CALL_GRACE_S = 0.5   # before a client's first call: the server matches its reader
 
 
 def wait_until(pred: Callable[[], Any], timeout: float, poll: float = 0.01) -> bool:
@@ -92,6 +93,7 @@ class Driver:
 
     def __init__(self, namespace: str = '', name: str = 'driver') -> None:
         self.node = rclpy.create_node(name, namespace=namespace)
+        self._called: set[int] = set()          # clients that have made a call
         self.cmds: list[tuple[float, Twist]] = []
         self.status: list[NavigationStatus] = []
         self.node.create_subscription(Twist, 'cmd_vel',
@@ -144,6 +146,11 @@ class Driver:
                 and a service that was just discovered can be in that state.
         """
         assert client.wait_for_service(timeout_sec=timeout), f'{client.srv_name} unavailable'
+        if id(client) not in self._called:
+            # First call of this client: give the server time to match its response reader
+            # (the client only sees its own side of the match; see resend_s).
+            self._called.add(id(client))
+            time.sleep(FIRST_CALL_GRACE_S)
         deadline = time.monotonic() + timeout
         while True:
             future = client.call_async(request)
